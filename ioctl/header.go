@@ -1,0 +1,193 @@
+package ioctl
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+)
+
+// struct dm_ioctl from include/uapi/linux/dm-ioctl.h:
+//
+//	struct dm_ioctl {
+//		__u32 version[3];	/* in/out */
+//		__u32 data_size;	/* total size of data passed in
+//					 * including this struct */
+//		__u32 data_start;	/* offset to start of data
+//					 * relative to start of this struct */
+//		__u32 target_count;	/* in/out */
+//		__s32 open_count;	/* out */
+//		__u32 flags;		/* in/out */
+//		__u32 event_nr;		/* in/out */
+//		__u32 padding;
+//		__u64 dev;		/* in/out */
+//		char name[DM_NAME_LEN];	/* device name */
+//		char uuid[DM_UUID_LEN];	/* unique identifier for
+//					 * the block device */
+//		char data[7];		/* padding or data */
+//	};
+const (
+	offVersion     = 0
+	offDataSize    = 12
+	offDataStart   = 16
+	offTargetCount = 20
+	offOpenCount   = 24
+	offFlags       = 28
+	offEventNr     = 32
+	offPadding     = 36
+	offDev         = 40
+	offName        = 48
+	offUUID        = 176
+	offData        = 305
+
+	// SizeofHeader is sizeof(struct dm_ioctl).
+	SizeofHeader = 312
+	// DataOffset is offsetof(struct dm_ioctl, data): the smallest data_size
+	// the kernel accepts, and the data_size of a reply with no payload.
+	DataOffset = offData
+	// DataStart is where payloads begin: sizeof(struct dm_ioctl), which is
+	// already a multiple of 8.
+	DataStart = SizeofHeader
+
+	// NameLen is DM_NAME_LEN: a name holds at most NameLen-1 bytes.
+	NameLen = 128
+	// UUIDLen is DM_UUID_LEN: a uuid holds at most UUIDLen-1 bytes.
+	UUIDLen = 129
+	// MaxTypeName is DM_MAX_TYPE_NAME: a target type holds at most 15 bytes.
+	MaxTypeName = 16
+)
+
+// Encoding errors: what the wire format cannot carry. These are structural
+// limits, not policy; package dm reports friendlier errors before getting
+// here.
+var (
+	ErrShortBuffer    = errors.New("ioctl: buffer too short")
+	ErrNameTooLong    = errors.New("ioctl: device name longer than 127 bytes")
+	ErrUUIDTooLong    = errors.New("ioctl: uuid longer than 128 bytes")
+	ErrTypeTooLong    = errors.New("ioctl: target type longer than 15 bytes")
+	ErrNUL            = errors.New("ioctl: string contains a NUL byte")
+	ErrTooLarge       = errors.New("ioctl: request larger than 4 GiB")
+	ErrBufferTooLarge = errors.New("ioctl: reply still truncated at the buffer size cap")
+	ErrMalformed      = errors.New("ioctl: malformed reply")
+)
+
+// Header is struct dm_ioctl in Go form. Name and UUID are the NUL-terminated
+// strings of the C arrays.
+type Header struct {
+	Version     Version
+	DataSize    uint32
+	DataStart   uint32
+	TargetCount uint32
+	OpenCount   int32
+	Flags       Flags
+	EventNr     uint32
+	Dev         uint64 // huge_encode_dev form; see EncodeDev
+	Name        string
+	UUID        string
+}
+
+// MarshalTo writes h into the first SizeofHeader bytes of b. The padding and
+// the 7 bytes of data[] are zeroed. It does not allocate.
+func (h *Header) MarshalTo(b []byte) error {
+	if len(b) < SizeofHeader {
+		return ErrShortBuffer
+	}
+	if err := checkString(h.Name, NameLen, ErrNameTooLong); err != nil {
+		return err
+	}
+	if err := checkString(h.UUID, UUIDLen, ErrUUIDTooLong); err != nil {
+		return err
+	}
+	le := binary.NativeEndian
+	le.PutUint32(b[offVersion:], h.Version[0])
+	le.PutUint32(b[offVersion+4:], h.Version[1])
+	le.PutUint32(b[offVersion+8:], h.Version[2])
+	le.PutUint32(b[offDataSize:], h.DataSize)
+	le.PutUint32(b[offDataStart:], h.DataStart)
+	le.PutUint32(b[offTargetCount:], h.TargetCount)
+	le.PutUint32(b[offOpenCount:], uint32(h.OpenCount))
+	le.PutUint32(b[offFlags:], uint32(h.Flags))
+	le.PutUint32(b[offEventNr:], h.EventNr)
+	le.PutUint32(b[offPadding:], 0)
+	le.PutUint64(b[offDev:], h.Dev)
+	putCString(b[offName:offName+NameLen], h.Name)
+	putCString(b[offUUID:offUUID+UUIDLen], h.UUID)
+	clear(b[offData:SizeofHeader])
+	return nil
+}
+
+// UnmarshalBinary reads a header from the first SizeofHeader bytes of b. A
+// name or uuid without a terminating NUL (which the kernel never sends) is
+// read to the end of its array.
+func (h *Header) UnmarshalBinary(b []byte) error {
+	if len(b) < SizeofHeader {
+		return ErrShortBuffer
+	}
+	le := binary.NativeEndian
+	h.Version = Version{le.Uint32(b[offVersion:]), le.Uint32(b[offVersion+4:]), le.Uint32(b[offVersion+8:])}
+	h.DataSize = le.Uint32(b[offDataSize:])
+	h.DataStart = le.Uint32(b[offDataStart:])
+	h.TargetCount = le.Uint32(b[offTargetCount:])
+	h.OpenCount = int32(le.Uint32(b[offOpenCount:]))
+	h.Flags = Flags(le.Uint32(b[offFlags:]))
+	h.EventNr = le.Uint32(b[offEventNr:])
+	h.Dev = le.Uint64(b[offDev:])
+	h.Name = cString(b[offName : offName+NameLen])
+	h.UUID = cString(b[offUUID : offUUID+UUIDLen])
+	return nil
+}
+
+// Payload returns the payload of a reply held in b: the bytes from
+// data_start to data_size, both checked against len(b). A reply without
+// payload gives an empty slice.
+func (h *Header) Payload(b []byte) ([]byte, error) {
+	start, end := uint64(h.DataStart), uint64(h.DataSize)
+	if end <= DataStart || end <= start {
+		return nil, nil
+	}
+	if start < DataOffset || end > uint64(len(b)) {
+		return nil, ErrMalformed
+	}
+	return b[start:end], nil
+}
+
+func checkString(s string, size int, tooLong error) error {
+	if len(s) > size-1 {
+		return tooLong
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return ErrNUL
+	}
+	return nil
+}
+
+// putCString copies s into dst and zero-fills the rest; the caller has
+// checked that s fits with its NUL.
+func putCString(dst []byte, s string) {
+	n := copy(dst, s)
+	clear(dst[n:])
+}
+
+// cString returns the bytes of b up to the first NUL (or all of b).
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// EncodeDev packs major and minor the way the kernel's huge_encode_dev does
+// for dm_ioctl.dev and dm_name_list.dev:
+//
+//	(minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)
+func EncodeDev(major, minor uint32) uint64 {
+	return uint64(minor&0xff) | uint64(major)<<8 | uint64(minor&^0xff)<<12
+}
+
+// DecodeDev unpacks a huge_encode_dev value into major and minor.
+func DecodeDev(dev uint64) (major, minor uint32) {
+	major = uint32((dev >> 8) & 0xfff)
+	minor = uint32(dev&0xff) | uint32((dev>>12)&0xfff00)
+	return major, minor
+}
