@@ -32,8 +32,8 @@ const (
 
 // Name list entry flags, DM_NAME_LIST_FLAG_*.
 const (
-	NameListHasUUID     = 1 // DM_NAME_LIST_FLAG_HAS_UUID
-	NameListNoUUID      = 2 // DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID
+	NameListHasUUID = 1 // DM_NAME_LIST_FLAG_HAS_UUID
+	NameListNoUUID  = 2 // DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID
 )
 
 // NameEntry is one device of a DM_LIST_DEVICES reply.
