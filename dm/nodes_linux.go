@@ -1,0 +1,139 @@
+package dm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+func (c *Control) mapperDir() string { return filepath.Join(c.cfg.devDir, "mapper") }
+
+// nodeAdd creates /dev/mapper/<name> for dev when this Control manages
+// nodes. An existing node for the same device is kept; a stale one (another
+// device number, or not a block device) is replaced.
+func (c *Control) nodeAdd(name string, dev Dev) error {
+	if !c.managesNodes() {
+		return nil
+	}
+	return makeNode(c.mapperDir(), name, dev)
+}
+
+func (c *Control) nodeRemove(name string) error {
+	if !c.managesNodes() {
+		return nil
+	}
+	err := os.Remove(filepath.Join(c.mapperDir(), name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (c *Control) nodeRename(oldName, newName string, dev Dev) error {
+	if !c.managesNodes() {
+		return nil
+	}
+	if oldName != "" {
+		if err := c.nodeRemove(oldName); err != nil {
+			return err
+		}
+	}
+	return makeNode(c.mapperDir(), newName, dev)
+}
+
+func makeNode(dir, name string, dev Dev) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, name)
+	want := unix.Mkdev(dev.Major, dev.Minor)
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil {
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(st.Rdev) == want {
+			return nil
+		}
+		// A symlink made by udev to the right dm-N is fine too.
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			var tst unix.Stat_t
+			if unix.Stat(path, &tst) == nil && tst.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(tst.Rdev) == want {
+				return nil
+			}
+		}
+		if err := os.Remove(path); err != nil {
+			return err
+		}
+	}
+	// The umask can only take bits away from 0600's group and other bits,
+	// which are not there: no need to touch the process-wide umask.
+	err := unix.Mknod(path, unix.S_IFBLK|0o600, int(want))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return &os.PathError{Op: "mknod", Path: path, Err: err}
+	}
+	return nil
+}
+
+// MakeNodes makes /dev/mapper match the kernel, like `dmsetup mknodes`:
+// a node for every device, none for devices that are gone, and the control
+// node. It works whatever the udev policy.
+func (c *Control) MakeNodes(ctx context.Context) error {
+	devs, err := c.List(ctx)
+	if err != nil {
+		return err
+	}
+	dir := c.mapperDir()
+	want := map[string]bool{"control": true}
+	for _, d := range devs {
+		want[d.Name] = true
+		if err := makeNode(dir, d.Name, d.Dev); err != nil {
+			return newError("mknodes", Name(d.Name), err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return newError("mknodes", Ref{}, err)
+	}
+	for _, e := range entries {
+		if want[e.Name()] {
+			continue
+		}
+		// Only stale block nodes and symlinks are ours to remove.
+		if e.Type()&(os.ModeDevice|os.ModeSymlink) != 0 {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	if c.path != "" {
+		if err := ensureControlNode(c.path, c.cfg.sysDir); err != nil {
+			return newError("mknodes", Ref{}, err)
+		}
+	}
+	return nil
+}
+
+// ensureControlNode creates the control node from the misc device number
+// in sysfs (/sys/class/misc/device-mapper/dev) when it is missing.
+func ensureControlNode(path, sysDir string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(sysDir, "class/misc/device-mapper/dev"))
+	if err != nil {
+		return fmt.Errorf("device-mapper is not available (is the dm-mod module loaded?): %w", err)
+	}
+	dev, perr := ParseDev(strings.TrimSpace(string(b)))
+	if perr != nil {
+		return perr
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	err = unix.Mknod(path, unix.S_IFCHR|0o600, int(unix.Mkdev(dev.Major, dev.Minor)))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return &os.PathError{Op: "mknod", Path: path, Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package dm
+
+import (
+	"context"
+	"errors"
+)
+
+var errNoDM = errors.New("device-mapper is only available on Linux")
+
+func (c *Control) nodeAdd(name string, dev Dev) error                { return nil }
+func (c *Control) nodeRemove(name string) error                      { return nil }
+func (c *Control) nodeRename(oldName, newName string, dev Dev) error { return nil }
+
+// MakeNodes makes /dev/mapper match the kernel; Linux only.
+func (c *Control) MakeNodes(ctx context.Context) error { return newError("mknodes", Ref{}, errNoDM) }
+
+func ensureControlNode(path, sysDir string) error { return errNoDM }
