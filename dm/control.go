@@ -22,6 +22,8 @@ type Control struct {
 	version Version
 	cfg     config
 	udev    udevSync
+	// udevReason says why udev is not synchronised with, if it is not.
+	udevReason string
 
 	closed atomic.Bool
 	mu     sync.Mutex // guards closing

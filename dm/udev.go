@@ -85,6 +85,9 @@ func (c *Control) managesNodes() bool {
 // udev to finish with the event the ioctl generated.
 func (c *Control) withCookie(ctx context.Context, op string, ref Ref, r *ioctl.Request, fn func(*ioctl.Header, []byte) error) error {
 	if c.udev == nil {
+		if c.managesNodes() {
+			r.Header.EventNr = fallbackEventNr()
+		}
 		return c.do(ctx, op, ref, r, fn)
 	}
 	ev, w, err := c.udev.begin()
