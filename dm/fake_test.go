@@ -1,0 +1,307 @@
+package dm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/internal/fakedm"
+	"github.com/thinp/thinp/ioctl"
+)
+
+func fake(t *testing.T, opts ...dm.Option) (*dm.Control, *fakedm.Kernel) {
+	t.Helper()
+	k := fakedm.New()
+	ctl, err := dm.Open(append([]dm.Option{dm.WithTransport(k), dm.WithRemoveRetry(time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	if err := k.AddBlockDevice(7, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	return ctl, k
+}
+
+func TestFakeCreateRoundTrip(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	table := dm.Table{
+		{Start: 0, Length: 1024, Type: "linear", Params: "7:0 0"},
+		{Start: 1024, Length: 1024, Type: "zero"},
+	}
+	info, err := ctl.Create(ctx, "vol", table, dm.WithUUID("U-1"), dm.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.LivePresent || info.Suspended || !info.ReadOnly || info.UUID != "U-1" || info.TargetCount != 2 {
+		t.Errorf("info %+v", info)
+	}
+	// Exactly create, load, resume.
+	var cmds []ioctl.Cmd
+	for _, c := range k.Calls() {
+		cmds = append(cmds, c.Cmd)
+	}
+	want := []ioctl.Cmd{ioctl.CmdVersion, ioctl.CmdDevCreate, ioctl.CmdTableLoad, ioctl.CmdDevSuspend}
+	if fmt.Sprint(cmds) != fmt.Sprint(want) {
+		t.Errorf("calls %v, want %v", cmds, want)
+	}
+	got, err := ctl.Table(ctx, dm.Name("vol"))
+	if err != nil || got.String() != table.String() {
+		t.Errorf("table %q %v", got, err)
+	}
+	deps, err := ctl.Deps(ctx, dm.UUID("U-1"))
+	if err != nil || len(deps) != 1 || deps[0] != (dm.Dev{Major: 7, Minor: 0}) {
+		t.Errorf("deps %v %v", deps, err)
+	}
+	devs, err := ctl.List(ctx)
+	if err != nil || len(devs) != 1 || devs[0].Name != "vol" || devs[0].UUID != "U-1" || devs[0].Dev != info.Dev {
+		t.Errorf("list %+v %v", devs, err)
+	}
+}
+
+// A create whose load fails leaves nothing behind.
+func TestFakeCreateRollsBack(t *testing.T) {
+	for _, failing := range []ioctl.Cmd{ioctl.CmdTableLoad, ioctl.CmdDevSuspend} {
+		t.Run(failing.String(), func(t *testing.T) {
+			ctl, k := fake(t)
+			k.FailNext(failing, unix.EINVAL)
+			_, err := ctl.Create(context.Background(), "vol", dm.Table{{Length: 8, Type: "zero"}})
+			var de *dm.Error
+			if !errors.As(err, &de) || de.Cmd != failing || !errors.Is(err, dm.ErrInvalid) {
+				t.Fatalf("err = %v", err)
+			}
+			if devs := k.Devices(); len(devs) != 0 {
+				t.Fatalf("left behind: %+v", devs)
+			}
+		})
+	}
+}
+
+func TestFakeRemoveRetriesBusy(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	if _, err := ctl.Create(ctx, "vol", dm.Table{{Length: 8, Type: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	closeFn, err := k.Open("vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Remove(ctx, dm.Name("vol"), dm.NoRetry); !errors.Is(err, dm.ErrBusy) {
+		t.Fatalf("NoRetry: %v", err)
+	}
+	time.AfterFunc(100*time.Millisecond, closeFn)
+	if err := ctl.Remove(ctx, dm.Name("vol")); err != nil {
+		t.Fatalf("retrying remove: %v", err)
+	}
+	if _, ok := k.Device("vol"); ok {
+		t.Fatal("still there")
+	}
+	// The budget runs out.
+	if _, err := ctl.Create(ctx, "vol", dm.Table{{Length: 8, Type: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	closeFn, _ = k.Open("vol")
+	defer closeFn()
+	start := time.Now()
+	if err := ctl.Remove(ctx, dm.Name("vol")); !errors.Is(err, dm.ErrBusy) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d < 800*time.Millisecond || d > 3*time.Second {
+		t.Errorf("gave up after %v with a 1s budget", d)
+	}
+}
+
+func TestFakeDeferredRemove(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	if _, err := ctl.Create(ctx, "vol", dm.Table{{Length: 8, Type: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	closeFn, _ := k.Open("vol")
+	if err := ctl.Remove(ctx, dm.Name("vol"), dm.Deferred); err != nil {
+		t.Fatal(err)
+	}
+	info, err := ctl.Info(ctx, dm.Name("vol"))
+	if err != nil || !info.DeferredRemove {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	if err := ctl.CancelDeferredRemove(ctx, dm.Name("vol")); err != nil {
+		t.Fatal(err)
+	}
+	closeFn()
+	if _, ok := k.Device("vol"); !ok {
+		t.Fatal("removed despite cancel")
+	}
+	closeFn, _ = k.Open("vol")
+	if err := ctl.Remove(ctx, dm.Name("vol"), dm.Deferred); err != nil {
+		t.Fatal(err)
+	}
+	closeFn()
+	if _, ok := k.Device("vol"); ok {
+		t.Fatal("not removed at last close")
+	}
+}
+
+// Reload restores the previous table when the kernel refuses the new one at
+// resume: a thin-pool shrunk below its data.
+func TestFakeReloadRollsBack(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	if err := k.AddBlockDevice(7, 1, 8192); err != nil {
+		t.Fatal(err)
+	}
+	pool := dm.Table{{Length: 1 << 20, Type: "thin-pool", Params: "7:1 7:0 128 0"}}
+	if _, err := ctl.Create(ctx, "pool", pool); err != nil {
+		t.Fatal(err)
+	}
+	smaller := dm.Table{{Length: 1 << 19, Type: "thin-pool", Params: "7:1 7:0 128 0"}}
+	err := ctl.Reload(ctx, dm.Name("pool"), smaller)
+	if !errors.Is(err, dm.ErrInvalid) {
+		t.Fatalf("shrink: %v", err)
+	}
+	info, err := ctl.Info(ctx, dm.Name("pool"))
+	if err != nil || info.Suspended {
+		t.Fatalf("pool left suspended: %+v %v", info, err)
+	}
+	got, _ := ctl.Table(ctx, dm.Name("pool"))
+	if got.Size() != 1<<20 {
+		t.Errorf("live table after rollback: %v", got)
+	}
+}
+
+func TestFakeWithSuspendedAlwaysResumes(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	if _, err := ctl.Create(ctx, "vol", dm.Table{{Length: 8, Type: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err := ctl.WithSuspended(ctx, dm.Name("vol"), func() error {
+		d, _ := k.Device("vol")
+		if !d.Suspended {
+			t.Error("not suspended inside")
+		}
+		return boom
+	}, dm.NoFlush)
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	func() {
+		defer func() { recover() }()
+		ctl.WithSuspended(ctx, dm.Name("vol"), func() error { panic("inside") })
+	}()
+	if d, _ := k.Device("vol"); d.Suspended {
+		t.Fatal("left suspended")
+	}
+	// A cancelled ctx still resumes.
+	cctx, cancel := context.WithCancel(ctx)
+	ctl.WithSuspended(cctx, dm.Name("vol"), func() error { cancel(); return nil })
+	if d, _ := k.Device("vol"); d.Suspended {
+		t.Fatal("left suspended after cancel")
+	}
+}
+
+func TestFakeWait(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	info, err := ctl.Create(ctx, "vol", dm.Table{{Length: 8, Type: "zero"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := ctl.Wait(cctx, dm.Name("vol"), info.EventNr); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("no event: %v", err)
+	}
+	time.AfterFunc(30*time.Millisecond, func() { k.TriggerEvent("vol") })
+	ev, err := ctl.Wait(ctx, dm.Name("vol"), info.EventNr)
+	if err != nil || ev.Info.EventNr != info.EventNr+1 || len(ev.Status) != 1 {
+		t.Fatalf("event %+v %v", ev, err)
+	}
+}
+
+func TestFakeMessageAndRename(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	if err := k.AddBlockDevice(7, 1, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Create(ctx, "pool", dm.Table{{Length: 1 << 20, Type: "thin-pool", Params: "7:1 7:0 128 0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Message(ctx, dm.Name("pool"), 0, "create_thin 1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ctl.Message(ctx, dm.Name("pool"), 0, "create_thin 1")
+	if !errors.Is(err, dm.ErrExists) || !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	if err := ctl.Rename(ctx, dm.Name("pool"), "pool2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.SetUUID(ctx, dm.Name("pool2"), "P"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.SetUUID(ctx, dm.Name("pool2"), "Q"); !errors.Is(err, dm.ErrInvalid) {
+		t.Fatalf("second uuid: %v", err)
+	}
+	if p, ok := k.Pool("pool2"); !ok || len(p.Thins) != 1 {
+		t.Fatalf("pool %+v", p)
+	}
+}
+
+func TestFakeConcurrentUse(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for r := 0; r < 50; r++ {
+				name := fmt.Sprintf("c%d-%d", w, r)
+				if _, err := ctl.Create(ctx, name, dm.Table{{Length: 8, Type: "zero"}}); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := ctl.Status(ctx, dm.Name(name), dm.NoFlush); err != nil {
+					t.Error(err)
+				}
+				if err := ctl.Remove(ctx, dm.Name(name)); err != nil {
+					t.Error(err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if n := len(k.Devices()); n != 0 {
+		t.Fatalf("%d devices left", n)
+	}
+}
+
+func TestFakeTargetsAndVersion(t *testing.T) {
+	ctl, _ := fake(t)
+	ctx := context.Background()
+	if ctl.Version() != fakedm.DefaultVersion {
+		t.Errorf("version %v", ctl.Version())
+	}
+	v, err := ctl.TargetVersion(ctx, "thin-pool")
+	if err != nil || v[0] != 1 {
+		t.Errorf("thin-pool %v %v", v, err)
+	}
+	if _, err := ctl.TargetVersion(ctx, "nope"); !errors.Is(err, dm.ErrNotSupported) {
+		t.Errorf("unknown target: %v", err)
+	}
+	ts, err := ctl.Targets(ctx)
+	if err != nil || len(ts) < 4 {
+		t.Errorf("targets %v %v", ts, err)
+	}
+}
