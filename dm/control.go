@@ -3,10 +3,13 @@ package dm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/ioctl"
 )
@@ -99,6 +102,9 @@ func Open(opts ...Option) (*Control, error) {
 				if err == nil {
 					f, err = ioctl.Open(path)
 				}
+			}
+			if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+				err = fmt.Errorf("%w (the kernel has no device-mapper: is the dm-mod module loaded?)", err)
 			}
 			if err != nil {
 				return nil, newError("open", Ref{}, err)

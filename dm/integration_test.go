@@ -171,7 +171,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 		t.Errorf("inactive info = %+v", i)
 	}
 	it, err := ctl.Table(ctx, dm.Name(name), dm.Inactive)
-	if err != nil || it.String() != "0 100 zero\n" {
+	if err != nil || it.String() != "0 100 zero \n" {
 		t.Errorf("inactive table = %q, %v", it, err)
 	}
 	if err := ctl.Clear(ctx, dm.Name(name)); err != nil {

@@ -142,13 +142,11 @@ type Target struct {
 	Params string
 }
 
-// String formats t as dmsetup prints it: "0 2048 linear 7:0 0".
+// String formats t exactly as `dmsetup table` prints it: "0 2048 linear
+// 7:0 0". Like dmsetup, it keeps the space after the type even when there
+// are no parameters ("0 8 zero ").
 func (t Target) String() string {
-	s := strconv.FormatUint(uint64(t.Start), 10) + " " + strconv.FormatUint(uint64(t.Length), 10) + " " + t.Type
-	if t.Params != "" {
-		s += " " + t.Params
-	}
-	return s
+	return strconv.FormatUint(uint64(t.Start), 10) + " " + strconv.FormatUint(uint64(t.Length), 10) + " " + t.Type + " " + t.Params
 }
 
 // Table is a device's mapping: targets in order, covering [0, Size()) with
@@ -177,13 +175,17 @@ func (t Table) String() string {
 
 // ParseTable parses the text `dmsetup table` prints, or that
 // `dmsetup create --table` takes: one "start length type params..." a line.
-// Blank lines and lines starting with '#' are skipped. It does not check
+// As in dmsetup, a '#' starts a comment that runs to the end of the line,
+// and blank lines are skipped. It does not check
 // that the targets are contiguous: Validate does.
 func ParseTable(s string) (Table, error) {
 	var t Table
 	for i, line := range strings.Split(s, "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
 		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
+		if line == "" {
 			continue
 		}
 		tg, err := ParseTarget(line)
