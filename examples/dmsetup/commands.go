@@ -234,24 +234,12 @@ func (a *app) readTable(file string) (dm.Table, error) {
 	return parseTableText(text, source)
 }
 
-// parseTableText parses table lines as dmsetup does: blank lines and lines
-// starting with '#' are skipped, and a '#' in the parameters starts a
-// comment.
+// parseTableText parses table lines as dmsetup does (dm.ParseTable: blank
+// lines skipped, '#' starts a comment), naming the source on error.
 func parseTableText(text, source string) (dm.Table, error) {
-	var t dm.Table
-	for i, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		tg, err := dm.ParseTarget(line)
-		if err != nil {
-			return nil, fmt.Errorf("invalid format on line %d of table %s: %q", i+1, source, line)
-		}
-		if j := strings.IndexByte(tg.Params, '#'); j >= 0 {
-			tg.Params = strings.TrimSpace(tg.Params[:j])
-		}
-		t = append(t, tg)
+	t, err := dm.ParseTable(text)
+	if err != nil {
+		return nil, fmt.Errorf("invalid format in table %s: %v", source, err)
 	}
 	return t, nil
 }

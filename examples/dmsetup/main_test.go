@@ -73,7 +73,7 @@ func TestUsage(t *testing.T) {
 func TestReadTable(t *testing.T) {
 	a := &app{stdin: strings.NewReader("0 8 zero\n8 8 error\n")}
 	tb, err := a.readTable("")
-	if err != nil || tb.String() != "0 8 zero\n8 8 error\n" {
+	if err != nil || tb.String() != "0 8 zero \n8 8 error \n" {
 		t.Errorf("from stdin: %q, %v", tb.String(), err)
 	}
 	file := filepath.Join(t.TempDir(), "table")
@@ -85,7 +85,7 @@ func TestReadTable(t *testing.T) {
 		t.Errorf("from file: %q, %v", tb.String(), err)
 	}
 	a.opts.table, a.opts.hasTable = "0 1 zero", true
-	if tb, err = a.readTable(file); err != nil || tb.String() != "0 1 zero\n" {
+	if tb, err = a.readTable(file); err != nil || tb.String() != "0 1 zero \n" {
 		t.Errorf("--table wins: %q, %v", tb.String(), err)
 	}
 	a = &app{}
