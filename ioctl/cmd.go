@@ -72,7 +72,7 @@ var (
 	V4_16 = Version{4, 16, 0} // DM_QUERY_INACTIVE_TABLE_FLAG
 	V4_27 = Version{4, 27, 0} // DM_DEFERRED_REMOVE, DM_DATA_OUT_FLAG
 	V4_36 = Version{4, 36, 0} // DM_DEV_ARM_POLL
-	V4_37 = Version{4, 37, 0} // event_nr in dm_name_list
+	V4_37 = Version{4, 37, 0} // event_nr in dm_name_list (4.36 put it at an ABI-dependent offset)
 	V4_41 = Version{4, 41, 0} // DM_GET_TARGET_VERSION
 	V4_45 = Version{4, 45, 0} // uuid in dm_name_list, list prefix filters, IMA
 	V4_50 = Version{4, 50, 0} // DM_MPATH_PROBE_PATHS

@@ -4,8 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 )
 
 // Transport performs one ioctl: request number req on the buffer b, which
@@ -67,33 +66,35 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 	if limit <= 0 {
 		limit = DefaultMaxBuffer
 	}
+	// The version actually sent, as MarshalTo fills it in: a kernel that
+	// rejects it writes its own version over it.
+	sent := r.Header.Version
+	if sent == (Version{}) {
+		sent = r.Cmd.MinVersion()
+	}
+	secure := r.Header.Flags&FlagSecureData != 0
 	for {
 		buf := c.getBuf(size)
-		n, err := r.MarshalTo(buf)
-		if err != nil {
-			c.putBuf(buf)
+		if _, err := r.MarshalTo(buf); err != nil {
+			c.release(buf, secure)
 			return err
 		}
-		_ = n
 		if err := c.T.Ioctl(r.Cmd.Request(), buf); err != nil {
 			ierr := &Error{Cmd: r.Cmd, Err: err}
 			var h Header
-			if errors.Is(err, unix.EINVAL) && h.UnmarshalBinary(buf) == nil && h.Version != r.Header.Version && h.Version[0] != 0 {
+			if errors.Is(err, syscall.EINVAL) && h.UnmarshalBinary(buf) == nil && h.Version != sent && h.Version[0] != 0 {
 				ierr.Kernel = h.Version
 			}
-			if r.Header.Flags&FlagSecureData != 0 {
-				clear(buf)
-			}
-			c.putBuf(buf)
+			c.release(buf, secure)
 			return ierr
 		}
 		var h Header
 		if err := h.UnmarshalBinary(buf); err != nil {
-			c.putBuf(buf)
+			c.release(buf, secure)
 			return err
 		}
 		if returns && h.Flags&FlagBufferFull != 0 {
-			c.putBuf(buf)
+			c.release(buf, secure)
 			if size >= limit {
 				return &Error{Cmd: r.Cmd, Err: ErrBufferTooLarge}
 			}
@@ -107,19 +108,28 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 			}
 			c.mu.Unlock()
 		}
-		err = fn(&h, buf)
-		if r.Header.Flags&FlagSecureData != 0 {
-			clear(buf)
-		}
-		c.putBuf(buf)
+		err := fn(&h, buf)
+		c.release(buf, secure)
 		return err
 	}
 }
 
-// getBuf returns a buffer of exactly n bytes, reusing a pooled one when it
-// is large enough. Small requests (no reply data) get pooled buffers too, cut
-// to size: the kernel copies data_size bytes, so the length matters, the
-// capacity does not.
+// release returns buf to the pool, wiped first if it held DM_SECURE_DATA
+// (a table or message with keys in it).
+func (c *Conn) release(buf []byte, secure bool) {
+	if secure {
+		clear(buf)
+	}
+	c.putBuf(buf)
+}
+
+// getBuf returns a zeroed buffer of exactly n bytes, reusing a pooled one
+// when it is large enough. Small requests (no reply data) get pooled buffers
+// too, cut to size: the kernel copies data_size bytes, so the length matters,
+// the capacity does not. Reused buffers are zeroed because the kernel copies
+// the whole buffer in and back, and leaves some reply bytes unwritten (the
+// flags slot of a 4.37-4.44 name list, padding): they must not hold an
+// earlier reply.
 func (c *Conn) getBuf(n int) []byte {
 	c.mu.Lock()
 	for i := len(c.pool) - 1; i >= 0; i-- {
@@ -128,6 +138,7 @@ func (c *Conn) getBuf(n int) []byte {
 			c.pool = c.pool[:len(c.pool)-1]
 			c.mu.Unlock()
 			b = b[:n]
+			clear(b)
 			return b
 		}
 	}

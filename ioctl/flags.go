@@ -84,6 +84,15 @@ func (f Flags) MinVersion(c Cmd) Version {
 	if f&FlagQueryInactiveTable != 0 {
 		raise(V4_16)
 	}
+	// Older kernels ignore DM_UUID_FLAG on rename and rename the device to
+	// the uuid string; libdevmapper refuses below 4.19.
+	if c == CmdDevRename && f&FlagUUID != 0 {
+		raise(Version{4, 19, 0})
+	}
+	// Older kernels do not wipe their buffers (libdevmapper: 4.20).
+	if f&FlagSecureData != 0 {
+		raise(Version{4, 20, 0})
+	}
 	if f&FlagDeferredRemove != 0 {
 		raise(V4_27)
 	}

@@ -138,13 +138,14 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 
 // Payload returns the payload of a reply held in b: the bytes from
 // data_start to data_size, both checked against len(b). A reply without
-// payload gives an empty slice.
+// payload (data_size at most 312) gives an empty slice; a data_start before
+// the data area or past data_size is ErrMalformed.
 func (h *Header) Payload(b []byte) ([]byte, error) {
 	start, end := uint64(h.DataStart), uint64(h.DataSize)
-	if end <= DataStart || end <= start {
+	if end <= DataStart || end == start {
 		return nil, nil
 	}
-	if start < DataOffset || end > uint64(len(b)) {
+	if start < DataOffset || start > end || end > uint64(len(b)) {
 		return nil, ErrMalformed
 	}
 	return b[start:end], nil

@@ -28,6 +28,8 @@ const (
 	nlOffDev  = 0
 	nlOffNext = 8
 	nlOffName = 12
+
+	sizeofNameList = 16 // sizeof(struct dm_name_list) on 64-bit kernels
 )
 
 // Name list entry flags, DM_NAME_LIST_FLAG_*.
@@ -44,17 +46,24 @@ type NameEntry struct {
 	Flags   uint32 // NameListHasUUID, NameListNoUUID (4.45 with DM_UUID_FLAG)
 	UUID    string
 
-	HasEventNr bool // the kernel sent event_nr and flags
+	HasEventNr bool // the kernel sent event_nr (4.37 on; flags only from 4.45)
 }
 
 // NameListReader walks the dm_name_list chain of a DM_LIST_DEVICES reply.
 // The layout after the name depends on the kernel: pass the interface
 // version the reply came with (Header.Version).
+//
+//   - before 4.37: nothing follows the name (4.36 put event_nr at an
+//     ABI-dependent offset; it is ignored);
+//   - 4.37 to 4.44: event_nr, then 4 bytes the kernel does not write (they
+//     hold whatever the request buffer held there), so flags are not read;
+//   - from 4.45: event_nr, flags, and the uuid if flags has NameListHasUUID.
 type NameListReader struct {
 	b        []byte
 	off      uint64
 	done     bool
-	extended bool // event_nr and flags follow the name
+	extended bool // event_nr follows the name
+	hasFlags bool // flags follow event_nr, and maybe a uuid
 	cur      NameEntry
 	err      error
 }
@@ -62,9 +71,15 @@ type NameListReader struct {
 // NewNameListReader reads the name list in payload (Header.Payload of the
 // reply), laid out by a kernel of version v.
 func NewNameListReader(payload []byte, v Version) *NameListReader {
-	r := &NameListReader{b: payload, extended: v.AtLeast(V4_37)}
-	// An empty list is one entry with dev == 0, or no payload at all.
-	if len(payload) < 8 || binary.NativeEndian.Uint64(payload) == 0 {
+	r := &NameListReader{b: payload, extended: v.AtLeast(V4_37), hasFlags: v.AtLeast(V4_45)}
+	// An empty list is no payload at all (current kernels) or one entry
+	// with dev == 0.
+	switch {
+	case len(payload) == 0:
+		r.done = true
+	case len(payload) < 8:
+		r.err = ErrMalformed
+	case binary.NativeEndian.Uint64(payload) == 0:
 		r.done = true
 	}
 	return r
@@ -99,8 +114,10 @@ func (r *NameListReader) Next() bool {
 		}
 		e.HasEventNr = true
 		e.EventNr = ne.Uint32(b[p:])
-		e.Flags = ne.Uint32(b[p+4:])
 		end = p + 8
+		if r.hasFlags {
+			e.Flags = ne.Uint32(b[p+4:])
+		}
 		if e.Flags&NameListHasUUID != 0 {
 			u, ok := cStringIn(b, alignU64(end))
 			if !ok {
@@ -129,8 +146,9 @@ func (r *NameListReader) Entry() NameEntry { return r.cur }
 func (r *NameListReader) Err() error { return r.err }
 
 // AppendNameList appends entries to b as a kernel of version v lays out a
-// DM_LIST_DEVICES payload (uuids only where Flags has NameListHasUUID). b
-// must end 8-byte aligned relative to the data area. An empty list is the
+// DM_LIST_DEVICES payload: event_nr from 4.37, flags and the uuids (only
+// where Flags has NameListHasUUID) from 4.45; older kernels leave those out.
+// b must end 8-byte aligned relative to the data area. An empty list is the
 // 8 zero bytes of a dev == 0 entry.
 func AppendNameList(b []byte, v Version, entries []NameEntry) []byte {
 	if len(entries) == 0 {
@@ -138,6 +156,7 @@ func AppendNameList(b []byte, v Version, entries []NameEntry) []byte {
 	}
 	ne := binary.NativeEndian
 	extended := v.AtLeast(V4_37)
+	hasFlags := v.AtLeast(V4_45)
 	prev := -1
 	for i := range entries {
 		e := &entries[i]
@@ -145,10 +164,12 @@ func AppendNameList(b []byte, v Version, entries []NameEntry) []byte {
 		if prev >= 0 {
 			ne.PutUint32(b[prev+nlOffNext:], uint32(off-prev))
 		}
-		n := nlOffName + len(e.Name) + 1
+		// Before 4.37 the kernel stepped over sizeof(struct dm_name_list)
+		// (16 on 64-bit kernels), not to the name, before adding the name.
+		n := sizeofNameList + len(e.Name) + 1
 		if extended {
-			n = align8(n) + 8
-			if e.Flags&NameListHasUUID != 0 {
+			n = align8(nlOffName+len(e.Name)+1) + 8
+			if hasFlags && e.Flags&NameListHasUUID != 0 {
 				n += len(e.UUID) + 1
 			}
 		}
@@ -159,9 +180,11 @@ func AppendNameList(b []byte, v Version, entries []NameEntry) []byte {
 		if extended {
 			p := off + align8(nlOffName+len(e.Name)+1)
 			ne.PutUint32(b[p:], e.EventNr)
-			ne.PutUint32(b[p+4:], e.Flags)
-			if e.Flags&NameListHasUUID != 0 {
-				copy(b[p+8:], e.UUID)
+			if hasFlags {
+				ne.PutUint32(b[p+4:], e.Flags)
+				if e.Flags&NameListHasUUID != 0 {
+					copy(b[p+8:], e.UUID)
+				}
 			}
 		}
 		prev = off

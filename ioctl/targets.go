@@ -38,6 +38,10 @@ const (
 
 	// SizeofTargetSpec is sizeof(struct dm_target_spec).
 	SizeofTargetSpec = 40
+
+	// specAlign is __alignof__(struct dm_target_spec) on 64-bit ABIs, which
+	// current kernels require of every next on DM_TABLE_LOAD.
+	specAlign = 8
 )
 
 // struct dm_target_msg:
@@ -116,7 +120,9 @@ func getSpec(b []byte) (t TargetSpec, next uint32) {
 // ParseTargets reads count specs of a DM_TABLE_LOAD request held in b (the
 // whole request, header included), as the kernel's populate_table does: the
 // first spec is at start, each next is relative to the current spec and must
-// point past the previous spec's parameters.
+// point past the previous spec's parameters. As in current kernels, start
+// must be at least sizeof(struct dm_ioctl) and start and every next a
+// multiple of 8 (the alignment of struct dm_target_spec).
 func ParseTargets(b []byte, start, count uint32) ([]TargetSpec, error) {
 	if count == 0 {
 		return nil, nil
@@ -124,17 +130,20 @@ func ParseTargets(b []byte, start, count uint32) ([]TargetSpec, error) {
 	if uint64(count) > uint64(len(b))/SizeofTargetSpec {
 		return nil, ErrMalformed
 	}
-	specs := make([]TargetSpec, 0, count)
-	off := uint64(start)
-	if off < DataOffset {
+	if start < SizeofHeader || start%specAlign != 0 {
 		return nil, ErrMalformed
 	}
+	specs := make([]TargetSpec, 0, count)
+	off := uint64(start)
 	minNext := uint64(0)
 	for i := uint32(0); i < count; i++ {
 		if off < minNext || off+SizeofTargetSpec > uint64(len(b)) {
 			return nil, ErrMalformed
 		}
 		t, next := getSpec(b[off:])
+		if i+1 < count && next%specAlign != 0 {
+			return nil, ErrMalformed
+		}
 		params, ok := cStringIn(b, off+SizeofTargetSpec)
 		if !ok {
 			return nil, ErrMalformed

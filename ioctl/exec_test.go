@@ -1,0 +1,546 @@
+package ioctl
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// fakeKernel is a Transport that records every ioctl and answers with fn,
+// which sees the buffer as the kernel would.
+type fakeKernel struct {
+	mu    sync.Mutex
+	calls []fakeCall
+	fn    func(req uint, b []byte) error
+}
+
+type fakeCall struct {
+	req  uint
+	size int
+	hdr  Header
+	buf  []byte // the caller's buffer itself, to check what is left in it
+}
+
+func (k *fakeKernel) Ioctl(req uint, b []byte) error {
+	var h Header
+	if err := h.UnmarshalBinary(b); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.calls = append(k.calls, fakeCall{req: req, size: len(b), hdr: h, buf: b})
+	fn := k.fn
+	k.mu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn(req, b)
+}
+
+func (k *fakeKernel) sizes() []int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var s []int
+	for _, c := range k.calls {
+		s = append(s, c.size)
+	}
+	return s
+}
+
+func (k *fakeKernel) reset() {
+	k.mu.Lock()
+	k.calls = nil
+	k.mu.Unlock()
+}
+
+func setFlags(b []byte, f Flags) {
+	binary.NativeEndian.PutUint32(b[offFlags:], uint32(f))
+}
+
+func setDataSize(b []byte, n int) {
+	binary.NativeEndian.PutUint32(b[offDataSize:], uint32(n))
+}
+
+// needPayload answers as the kernel does for a command whose reply needs n
+// payload bytes: DM_BUFFER_FULL_FLAG (and success) while the buffer is too
+// small, else the payload, filled with 'x'.
+func needPayload(n int) func(uint, []byte) error {
+	return func(req uint, b []byte) error {
+		if len(b)-DataStart < n {
+			setFlags(b, FlagBufferFull)
+			setDataSize(b, DataOffset)
+			return nil
+		}
+		setFlags(b, 0)
+		for i := DataStart; i < DataStart+n; i++ {
+			b[i] = 'x'
+		}
+		setDataSize(b, DataStart+n)
+		return nil
+	}
+}
+
+func TestDoBufferFullDoubles(t *testing.T) {
+	k := &fakeKernel{fn: needPayload(100000)}
+	c := &Conn{T: k}
+	var got int
+	err := c.Do(&Request{Cmd: CmdListDevices}, func(h *Header, b []byte) error {
+		p, err := h.Payload(b)
+		got = len(p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 100000 {
+		t.Errorf("payload %d bytes, want 100000", got)
+	}
+	want := []int{16 << 10, 32 << 10, 64 << 10, 128 << 10}
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint(want) {
+		t.Errorf("buffer sizes %v, want %v", s, want)
+	}
+	for _, call := range k.calls {
+		if call.req != CmdListDevices.Request() || call.hdr.DataSize != uint32(call.size) {
+			t.Errorf("call %#x data_size %d for a %d-byte buffer", call.req, call.hdr.DataSize, call.size)
+		}
+	}
+
+	// The size that sufficed is remembered for the same command...
+	k.reset()
+	if err := c.Do(&Request{Cmd: CmdListDevices}, func(*Header, []byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{128 << 10}) {
+		t.Errorf("second list: buffer sizes %v, want [131072]", s)
+	}
+	// ...and only for it.
+	k.reset()
+	k.fn = needPayload(100)
+	if err := c.Do(&Request{Cmd: CmdTableStatus}, func(*Header, []byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{16 << 10}) {
+		t.Errorf("table status: buffer sizes %v, want [16384]", s)
+	}
+	// A smaller reply later does not shrink the hint.
+	k.reset()
+	if err := c.Do(&Request{Cmd: CmdListDevices}, func(*Header, []byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{128 << 10}) {
+		t.Errorf("third list: buffer sizes %v, want [131072]", s)
+	}
+}
+
+func TestDoEveryDataCommandRetries(t *testing.T) {
+	for c := Cmd(0); c < NumCmds; c++ {
+		k := &fakeKernel{fn: needPayload(20000)}
+		conn := &Conn{T: k}
+		calls := 0
+		err := conn.Do(&Request{Cmd: c, Targets: []TargetSpec{{Type: "zero", Length: 8}}}, func(*Header, []byte) error {
+			calls++
+			return nil
+		})
+		if err != nil {
+			t.Errorf("%v: %v", c, err)
+			continue
+		}
+		sizes := k.sizes()
+		if c.ReturnsData() {
+			if fmt.Sprint(sizes) != fmt.Sprint([]int{16 << 10, 32 << 10}) {
+				t.Errorf("%v: buffer sizes %v, want [16384 32768]", c, sizes)
+			}
+		} else {
+			// Never retried, even though the fake set BUFFER_FULL, and
+			// the buffer is just the request.
+			r := Request{Cmd: c, Targets: []TargetSpec{{Type: "zero", Length: 8}}}
+			if fmt.Sprint(sizes) != fmt.Sprint([]int{r.Size()}) {
+				t.Errorf("%v: buffer sizes %v, want [%d]", c, sizes, r.Size())
+			}
+		}
+		if calls != 1 {
+			t.Errorf("%v: fn called %d times", c, calls)
+		}
+	}
+}
+
+func TestDoBufferCap(t *testing.T) {
+	tests := []struct {
+		max   int
+		sizes []int
+	}{
+		{64 << 10, []int{16 << 10, 32 << 10, 64 << 10}},
+		{40000, []int{16 << 10, 32 << 10, 40000}},
+		{16 << 10, []int{16 << 10}},
+	}
+	for _, tt := range tests {
+		k := &fakeKernel{fn: needPayload(1 << 20)}
+		c := &Conn{T: k, MaxBuffer: tt.max}
+		called := false
+		err := c.Do(&Request{Cmd: CmdTableStatus}, func(*Header, []byte) error { called = true; return nil })
+		if !errors.Is(err, ErrBufferTooLarge) {
+			t.Fatalf("MaxBuffer %d: err %v, want ErrBufferTooLarge", tt.max, err)
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Cmd != CmdTableStatus {
+			t.Errorf("MaxBuffer %d: err %#v, want *Error for DM_TABLE_STATUS", tt.max, err)
+		}
+		if called {
+			t.Error("fn called on a truncated reply")
+		}
+		if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint(tt.sizes) {
+			t.Errorf("MaxBuffer %d: sizes %v, want %v", tt.max, s, tt.sizes)
+		}
+	}
+}
+
+func TestDoDefaultCap(t *testing.T) {
+	// The kernel always says BUFFER_FULL; the fake does not touch the
+	// (large) buffers, so this stays cheap in memory that is never written.
+	k := &fakeKernel{fn: func(req uint, b []byte) error { setFlags(b, FlagBufferFull); return nil }}
+	c := &Conn{T: k}
+	err := c.Do(&Request{Cmd: CmdListVersions}, func(*Header, []byte) error { return nil })
+	if !errors.Is(err, ErrBufferTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+	s := k.sizes()
+	if len(s) != 17 || s[0] != 16<<10 || s[len(s)-1] != DefaultMaxBuffer {
+		t.Errorf("sizes %v: want 16 KiB doubling to 1 GiB in 17 steps", s)
+	}
+	// Large buffers are not pooled.
+	for _, b := range c.pool {
+		if cap(b) > maxPooledSize {
+			t.Errorf("pooled a %d-byte buffer", cap(b))
+		}
+	}
+}
+
+func TestDoErrno(t *testing.T) {
+	k := &fakeKernel{fn: func(uint, []byte) error { return syscall.EBUSY }}
+	c := &Conn{T: k}
+	err := c.Do(&Request{Cmd: CmdDevRemove, Header: Header{Name: "pool"}}, func(*Header, []byte) error {
+		t.Error("fn called on failure")
+		return nil
+	})
+	if !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("err %v, want EBUSY", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err %T, want *Error", err)
+	}
+	if e.Cmd != CmdDevRemove || e.Err != syscall.EBUSY || e.Kernel != (Version{}) {
+		t.Errorf("err %+v", e)
+	}
+	if got, want := err.Error(), "DM_DEV_REMOVE: "+syscall.EBUSY.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if errors.Is(err, syscall.ENXIO) {
+		t.Error("errors.Is matched another errno")
+	}
+	// Errors are not retried, not even for commands that return data.
+	k.reset()
+	k.fn = func(uint, []byte) error { return syscall.ENXIO }
+	err = c.Do(&Request{Cmd: CmdTableStatus}, nil)
+	if !errors.Is(err, syscall.ENXIO) || len(k.sizes()) != 1 {
+		t.Errorf("err %v after %d calls", err, len(k.sizes()))
+	}
+}
+
+func TestDoKernelVersion(t *testing.T) {
+	writeVersion := func(v Version, errno error) func(uint, []byte) error {
+		return func(req uint, b []byte) error {
+			if v != (Version{}) {
+				for i, x := range v {
+					binary.NativeEndian.PutUint32(b[offVersion+4*i:], x)
+				}
+			}
+			return errno
+		}
+	}
+	tests := []struct {
+		name string
+		sent Version // zero: the command's minimum
+		cmd  Cmd
+		fn   func(uint, []byte) error
+		want Version
+	}{
+		{"kernel too old", Version{}, CmdGetTargetVersion, writeVersion(Version{4, 27, 0}, syscall.EINVAL), Version{4, 27, 0}},
+		{"explicit version rejected", Version{4, 45, 0}, CmdListDevices, writeVersion(Version{4, 41, 0}, syscall.EINVAL), Version{4, 41, 0}},
+		// The fake writes nothing back: the buffer still holds what was
+		// sent, which is not the kernel's version.
+		{"nothing written back", Version{}, CmdDevArmPoll, writeVersion(Version{}, syscall.EINVAL), Version{}},
+		{"nothing written back, explicit", Version{4, 36, 0}, CmdDevArmPoll, writeVersion(Version{}, syscall.EINVAL), Version{}},
+		{"other errno", Version{}, CmdDevRemove, writeVersion(Version{4, 47, 0}, syscall.EBUSY), Version{}},
+		{"zero major", Version{}, CmdDevStatus, writeVersion(Version{0, 9, 0}, syscall.EINVAL), Version{}},
+	}
+	for _, tt := range tests {
+		c := &Conn{T: &fakeKernel{fn: tt.fn}}
+		err := c.Do(&Request{Cmd: tt.cmd, Header: Header{Version: tt.sent}}, nil)
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("%s: err %v", tt.name, err)
+			continue
+		}
+		if e.Kernel != tt.want {
+			t.Errorf("%s: Kernel = %v, want %v", tt.name, e.Kernel, tt.want)
+		}
+	}
+}
+
+// TestDoSecureData: a request with DM_SECURE_DATA_FLAG leaves no copy of its
+// bytes behind, whatever path Do takes.
+func TestDoSecureData(t *testing.T) {
+	const secret = "aes-xts-plain64 0123456789abcdef0123456789abcdef 0 7:0 0"
+	load := func() *Request {
+		return &Request{Cmd: CmdTableLoad, Header: Header{Name: "crypt", Flags: FlagSecureData},
+			Targets: []TargetSpec{{Length: 8, Type: "crypt", Params: secret}}}
+	}
+	noSecret := func(t *testing.T, what string, b []byte) {
+		t.Helper()
+		if bytes.Contains(b[:cap(b)], []byte("0123456789abcdef")) {
+			t.Errorf("%s still holds the key", what)
+		}
+	}
+	checkPool := func(t *testing.T, c *Conn) {
+		t.Helper()
+		for i, b := range c.pool {
+			noSecret(t, fmt.Sprintf("pooled buffer %d", i), b)
+		}
+	}
+
+	t.Run("success", func(t *testing.T) {
+		k := &fakeKernel{}
+		c := &Conn{T: k}
+		saw := false
+		err := c.Do(load(), func(h *Header, b []byte) error {
+			// fn sees the buffer before it is wiped.
+			saw = bytes.Contains(b, []byte(secret))
+			return nil
+		})
+		if err != nil || !saw {
+			t.Fatalf("err %v, fn saw the request: %v", err, saw)
+		}
+		noSecret(t, "the ioctl buffer", k.calls[0].buf)
+		checkPool(t, c)
+	})
+	t.Run("errno", func(t *testing.T) {
+		k := &fakeKernel{fn: func(uint, []byte) error { return syscall.EINVAL }}
+		c := &Conn{T: k}
+		if err := c.Do(load(), nil); !errors.Is(err, syscall.EINVAL) {
+			t.Fatal(err)
+		}
+		noSecret(t, "the ioctl buffer", k.calls[0].buf)
+		checkPool(t, c)
+	})
+	t.Run("fn error", func(t *testing.T) {
+		k := &fakeKernel{}
+		c := &Conn{T: k}
+		boom := errors.New("boom")
+		if err := c.Do(load(), func(*Header, []byte) error { return boom }); err != boom {
+			t.Fatalf("err %v, want fn's error", err)
+		}
+		noSecret(t, "the ioctl buffer", k.calls[0].buf)
+	})
+	t.Run("buffer full retry", func(t *testing.T) {
+		// A message with a key in it, to a target that answers with more
+		// than 16 KiB the first time.
+		k := &fakeKernel{fn: needPayload(20000)}
+		c := &Conn{T: k}
+		r := &Request{Cmd: CmdTargetMsg, Header: Header{Name: "crypt", Flags: FlagSecureData}, Message: "key set " + secret}
+		if err := c.Do(r, func(*Header, []byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(k.calls) != 2 {
+			t.Fatalf("%d calls", len(k.calls))
+		}
+		for i, call := range k.calls {
+			noSecret(t, fmt.Sprintf("buffer of call %d", i), call.buf)
+		}
+		checkPool(t, c)
+	})
+	t.Run("marshal error", func(t *testing.T) {
+		k := &fakeKernel{}
+		c := &Conn{T: k}
+		r := load()
+		r.Targets = append(r.Targets, TargetSpec{Length: 8, Type: "crypt", Params: "bad\x00"})
+		if err := c.Do(r, nil); err != ErrNUL {
+			t.Fatalf("err %v, want ErrNUL", err)
+		}
+		if len(k.calls) != 0 {
+			t.Error("a request that does not encode reached the transport")
+		}
+		if len(c.pool) == 0 {
+			t.Fatal("buffer not returned to the pool")
+		}
+		checkPool(t, c)
+	})
+}
+
+// TestDoReusedBufferZeroed: the kernel copies the whole buffer in and back
+// and leaves some reply bytes unwritten, so a reused buffer must not carry
+// an earlier reply.
+func TestDoReusedBufferZeroed(t *testing.T) {
+	k := &fakeKernel{}
+	c := &Conn{T: k}
+	k.fn = func(req uint, b []byte) error {
+		for i := DataStart; i < len(b); i++ {
+			b[i] = 0xff
+		}
+		return nil
+	}
+	if err := c.Do(&Request{Cmd: CmdTableStatus}, func(*Header, []byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	k.fn = func(req uint, b []byte) error {
+		if i := bytes.IndexByte(b[DataStart:], 0xff); i >= 0 {
+			return fmt.Errorf("stale byte at %d", DataStart+i)
+		}
+		return nil
+	}
+	for _, r := range []*Request{
+		{Cmd: CmdListDevices},
+		{Cmd: CmdDevRename, String: "x"},
+		{Cmd: CmdTargetMsg, Message: "m"},
+	} {
+		if err := c.Do(r, func(*Header, []byte) error { return nil }); err != nil {
+			t.Errorf("%v: %v", r.Cmd, err)
+		}
+	}
+}
+
+func TestDoMarshalError(t *testing.T) {
+	k := &fakeKernel{}
+	c := &Conn{T: k}
+	err := c.Do(&Request{Cmd: CmdDevStatus, Header: Header{Name: strings.Repeat("n", NameLen)}}, nil)
+	if !errors.Is(err, ErrNameTooLong) {
+		t.Errorf("err %v", err)
+	}
+	if len(k.calls) != 0 {
+		t.Error("an invalid request reached the transport")
+	}
+}
+
+func TestDoReplyHeader(t *testing.T) {
+	k := &fakeKernel{fn: func(req uint, b []byte) error {
+		h := Header{Version: Version{4, 47, 0}, DataSize: DataOffset, DataStart: DataStart, TargetCount: 1,
+			OpenCount: 2, Flags: FlagActivePresent | FlagUeventGenerated, EventNr: 9, Dev: EncodeDev(253, 4),
+			Name: "pool", UUID: "u"}
+		return h.MarshalTo(b)
+	}}
+	c := &Conn{T: k}
+	var got Header
+	err := c.Do(&Request{Cmd: CmdDevSuspend, Header: Header{Name: "pool", EventNr: 0x0d4d0001}}, func(h *Header, b []byte) error {
+		got = *h
+		p, err := h.Payload(b)
+		if err != nil || len(p) != 0 {
+			t.Errorf("payload %d bytes, %v", len(p), err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != (Version{4, 47, 0}) || got.Flags != FlagActivePresent|FlagUeventGenerated ||
+		got.EventNr != 9 || got.OpenCount != 2 || got.Dev != EncodeDev(253, 4) || got.UUID != "u" {
+		t.Errorf("reply header %+v", got)
+	}
+	if sent := k.calls[0].hdr; sent.EventNr != 0x0d4d0001 || sent.Version != V4_0 {
+		t.Errorf("sent header %+v", sent)
+	}
+}
+
+func TestDoPoolBounded(t *testing.T) {
+	k := &fakeKernel{}
+	c := &Conn{T: k}
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Do(&Request{Cmd: CmdListDevices}, func(*Header, []byte) error { return nil })
+		}()
+	}
+	wg.Wait()
+	if len(c.pool) > maxPooled {
+		t.Errorf("pool holds %d buffers, max %d", len(c.pool), maxPooled)
+	}
+	// Sequential use reuses one buffer.
+	c = &Conn{T: k}
+	k.reset()
+	var first *byte
+	for i := 0; i < 10; i++ {
+		_ = c.Do(&Request{Cmd: CmdDevStatus}, func(h *Header, b []byte) error {
+			if first == nil {
+				first = &b[0]
+			} else if &b[0] != first {
+				t.Errorf("call %d did not reuse the buffer", i)
+			}
+			return nil
+		})
+	}
+}
+
+// TestDoConcurrent runs many requests at once through one Conn: each reply
+// must come back in its own buffer. Run with -race.
+func TestDoConcurrent(t *testing.T) {
+	k := &fakeKernel{fn: func(req uint, b []byte) error {
+		var h Header
+		if err := h.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		// Echo the name as the payload; some need a retry.
+		need := len(h.Name) + 1
+		if h.Name[len(h.Name)-1] == '7' {
+			need = 20000
+		}
+		if int(h.DataSize)-DataStart < need {
+			setFlags(b, FlagBufferFull)
+			return nil
+		}
+		copy(b[DataStart:], h.Name)
+		b[DataStart+len(h.Name)] = 0
+		setDataSize(b, DataStart+need)
+		return nil
+	}}
+	c := &Conn{T: k}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				name := fmt.Sprintf("dev-%d-%d", g, i)
+				cmd := []Cmd{CmdTableStatus, CmdListDevices, CmdTargetMsg, CmdDevWait}[i%4]
+				err := c.Do(&Request{Cmd: cmd, Header: Header{Name: name}, Message: "m"}, func(h *Header, b []byte) error {
+					p, err := h.Payload(b)
+					if err != nil {
+						return err
+					}
+					s, err := ParseString(p)
+					if err != nil {
+						return err
+					}
+					if s != name {
+						return fmt.Errorf("got reply %q for %q", s, name)
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
