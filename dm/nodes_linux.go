@@ -9,29 +9,27 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/udev"
 )
 
 func (c *Control) mapperDir() string { return filepath.Join(c.cfg.devDir, "mapper") }
 
 // nodeAdd creates /dev/mapper/<name> for dev when this Control manages
-// nodes. An existing node for the same device is kept; a stale one (another
-// device number, or not a block device) is replaced.
+// nodes. An existing node or udev symlink for the same device is kept; a
+// stale one is replaced.
 func (c *Control) nodeAdd(name string, dev Dev) error {
 	if !c.managesNodes() {
 		return nil
 	}
-	return makeNode(c.mapperDir(), name, dev)
+	return udev.MakeNode(c.mapperDir(), name, dev.Major, dev.Minor, 0o600)
 }
 
 func (c *Control) nodeRemove(name string) error {
 	if !c.managesNodes() {
 		return nil
 	}
-	err := os.Remove(filepath.Join(c.mapperDir(), name))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return udev.RemoveNode(c.mapperDir(), name)
 }
 
 func (c *Control) nodeRename(oldName, newName string, dev Dev) error {
@@ -39,42 +37,11 @@ func (c *Control) nodeRename(oldName, newName string, dev Dev) error {
 		return nil
 	}
 	if oldName != "" {
-		if err := c.nodeRemove(oldName); err != nil {
+		if err := udev.RemoveNode(c.mapperDir(), oldName); err != nil {
 			return err
 		}
 	}
-	return makeNode(c.mapperDir(), newName, dev)
-}
-
-func makeNode(dir, name string, dev Dev) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	path := filepath.Join(dir, name)
-	want := unix.Mkdev(dev.Major, dev.Minor)
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err == nil {
-		if st.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(st.Rdev) == want {
-			return nil
-		}
-		// A symlink made by udev to the right dm-N is fine too.
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			var tst unix.Stat_t
-			if unix.Stat(path, &tst) == nil && tst.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(tst.Rdev) == want {
-				return nil
-			}
-		}
-		if err := os.Remove(path); err != nil {
-			return err
-		}
-	}
-	// The umask can only take bits away from 0600's group and other bits,
-	// which are not there: no need to touch the process-wide umask.
-	err := unix.Mknod(path, unix.S_IFBLK|0o600, int(want))
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return &os.PathError{Op: "mknod", Path: path, Err: err}
-	}
-	return nil
+	return udev.MakeNode(c.mapperDir(), newName, dev.Major, dev.Minor, 0o600)
 }
 
 // MakeNodes makes /dev/mapper match the kernel, like `dmsetup mknodes`:
@@ -89,7 +56,7 @@ func (c *Control) MakeNodes(ctx context.Context) error {
 	want := map[string]bool{"control": true}
 	for _, d := range devs {
 		want[d.Name] = true
-		if err := makeNode(dir, d.Name, d.Dev); err != nil {
+		if err := udev.MakeNode(dir, d.Name, d.Dev.Major, d.Dev.Minor, 0o600); err != nil {
 			return newError("mknodes", Name(d.Name), err)
 		}
 	}

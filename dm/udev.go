@@ -92,7 +92,11 @@ func (c *Control) withCookie(ctx context.Context, op string, ref Ref, r *ioctl.R
 	}
 	ev, w, err := c.udev.begin()
 	if err != nil {
-		return newError(op, ref, err)
+		// No cookie (semaphore limits reached, say): still issue the
+		// ioctl, unsynchronised, rather than fail. A resume that ends a
+		// suspend must never be skipped because udev bookkeeping failed;
+		// the nodes still come from udev's rules, just not waited for.
+		return c.do(ctx, op, ref, r, fn)
 	}
 	r.Header.EventNr = ev
 	generated := false

@@ -1,0 +1,86 @@
+// Package thin speaks Linux device-mapper thin provisioning (dm-thin) on top
+// of package dm: thin pools, thin volumes, snapshots, their status, events
+// and transactions, in pure Go.
+//
+// # Pools and volumes
+//
+// A pool is a thin-pool dm device over a metadata device and a data
+// device, which may be any block devices (loop devices, partitions, linear
+// dm devices). [CreatePool] validates a [PoolSpec] and creates the device;
+// with [FormatMetadata] it first zeroes the metadata device's first 4 KiB so
+// the kernel formats fresh metadata. [OpenPool] opens an existing pool and
+// refuses a device that is not one ([ErrNotPool]).
+//
+// Thin devices live in the pool under 24-bit ids chosen by the caller:
+// [Pool.CreateThin], [Pool.CreateSnapshot], [Pool.Delete]. They hold data
+// only while the pool runs; [Pool.Activate] makes one available as a dm
+// device, a [Volume], of the size the caller chooses ([Size] converts
+// bytes: thin.Size(10*thin.GiB)).
+//
+//	pool, err := thin.CreatePool(ctx, ctl, "pool", thin.PoolSpec{
+//		Metadata: meta, Data: data, BlockSize: 128, LowWaterMark: 1024,
+//	}, thin.FormatMetadata())
+//	err = pool.CreateThin(ctx, 1)
+//	vol, err := pool.Activate(ctx, "vol", 1, thin.Size(10*thin.GiB))
+//	err = vol.Snapshot(ctx, 2) // the origin is suspended around create_snap
+//
+// # Tables and status lines
+//
+// [PoolSpec] and [ThinSpec] print exactly the table lines the kernel prints
+// back (Params) and parse them ([ParsePoolSpec], [ParseThinSpec]).
+// [ParsePoolStatus] and [ParseThinStatus] read every form of status line
+// the kernel prints: the working line with its usage figures, held
+// metadata root, mode, discard mode, no-space policy, needs_check and
+// metadata low watermark; older kernels' shorter lines; the whole-line
+// forms Fail, Error and "-"; and tokens from newer kernels, kept in Extra.
+// Units are types: [dm.Sectors], [DataBlocks] (the pool's block size) and
+// [MetaBlocks] (4 KiB).
+//
+// # Safety
+//
+// Input is checked before anything is sent: a block size that is not a
+// multiple of 128 sectors in [128, 2097152], a low water mark at or past
+// the pool's size, an id of 2^24 or more, an id an active thin device of the
+// pool maps, a zero or negative size, a pool that would shrink, a change the
+// kernel refuses on a live pool. Messages are refused, as the kernel would
+// refuse them, when the pool is read-only, failed or needs checking
+// ([ErrPoolReadOnly], [ErrPoolFailed], [ErrNeedsCheck]).
+//
+// Multi-step operations do not leave devices suspended: a snapshot resumes
+// the origins it suspended even when create_snap fails, and a reload the
+// kernel refuses at resume (a pool resized below its data, for instance)
+// is rolled back to the previous table by [dm.Control.Reload].
+//
+// # Errors
+//
+// Failures are [*Error] values wrapping a [*dm.Error]. errors.Is matches
+// this package's sentinel (for example [ErrIDInUse]), dm's
+// ([dm.ErrExists]) and the kernel's errno (unix.EEXIST) alike, whether the
+// kernel refused the request or this package refused it first because the
+// kernel would have.
+//
+// # Events
+//
+// The kernel raises a device-mapper event when free data space falls to the
+// low water mark (once per resume), when free metadata space falls to its
+// watermark, when the pool's mode changes and at every resume.
+// [Pool.WaitEvent] waits for the next one and returns the pool's status;
+// [Pool.Watch] reports them on a channel with what they mean (low water
+// mark, metadata low, mode change), the loop an autoextend daemon needs.
+//
+// # Transactions
+//
+// [Pool.Transaction] sends a batch of create and delete messages and then
+// advances the pool's transaction id with set_transaction_id, a compare and
+// swap; after a crash, the pool's transaction id tells whether the batch
+// was applied, and a replay ([Replay]) finishes a partial one. The
+// protocol, and exactly what a failure leaves, are documented there.
+//
+// # Concurrency
+//
+// A [Pool] is safe for concurrent use; the operations that change the pool
+// are serialised within it. Separate Pool values or processes are not
+// serialised with each other: transactions detect their interference
+// through the transaction id. Methods that wait honour their context; an
+// ioctl already in the kernel cannot be interrupted.
+package thin

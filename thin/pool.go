@@ -1,0 +1,800 @@
+package thin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/ioctl"
+)
+
+// Pool is an active thin-pool device. Its methods send the pool's messages,
+// activate its thin devices, resize and reconfigure it, and read its
+// status. A Pool is safe for concurrent use: the operations that change the
+// pool (messages, snapshots, reloads, transactions) are serialised within
+// it. Two Pool values for the same device, or two processes, are not
+// serialised with each other; transactions (Pool.Transaction) detect that.
+type Pool struct {
+	ctl       *dm.Control
+	name      string
+	dev       dm.Dev
+	blockSize dm.Sectors
+	cfg       poolConfig
+
+	mu      sync.Mutex          // serialises changes to the pool
+	origins map[DeviceID]dm.Dev // external origins learnt for thin ids; guarded by mu
+}
+
+// PoolOption configures CreatePool and OpenPool.
+type PoolOption func(*poolConfig)
+
+type formatMode uint8
+
+const (
+	formatNone formatMode = iota
+	formatFresh
+	formatForce
+)
+
+type poolConfig struct {
+	uuid     string
+	format   formatMode
+	metaPath string
+	sysDir   string
+	devDir   string
+	host     hostDevs // nil: sysHost{sysDir, devDir}
+}
+
+func newPoolConfig(opts []PoolOption) poolConfig {
+	c := poolConfig{sysDir: "/sys", devDir: "/dev"}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.host == nil {
+		c.host = sysHost{sysDir: c.sysDir, devDir: c.devDir}
+	}
+	return c
+}
+
+// WithPoolUUID gives a new pool device a device-mapper uuid.
+func WithPoolUUID(uuid string) PoolOption { return func(c *poolConfig) { c.uuid = uuid } }
+
+// FormatMetadata makes CreatePool prepare a fresh metadata device by
+// zeroing its first 4 KiB, so that the kernel formats new, empty metadata
+// when the pool is loaded. It refuses (ErrHasMetadata) a device that holds
+// a thin-pool superblock, and the device must not be in use (it is opened
+// exclusively). Without it, CreatePool opens the pool on whatever metadata
+// the device holds.
+func FormatMetadata() PoolOption { return func(c *poolConfig) { c.format = formatFresh } }
+
+// ForceFormatMetadata is FormatMetadata that also overwrites an existing
+// pool's superblock, destroying every thin device it had.
+func ForceFormatMetadata() PoolOption { return func(c *poolConfig) { c.format = formatForce } }
+
+// WithMetadataPath names the metadata device's node for FormatMetadata.
+// By default it is found as /dev/block/<major>:<minor>, or from
+// /sys/dev/block/<major>:<minor>/uevent. The node must be the metadata
+// device: its device number is checked.
+func WithMetadataPath(path string) PoolOption { return func(c *poolConfig) { c.metaPath = path } }
+
+// WithSysDir sets where sysfs is mounted (default /sys); the pool reads
+// device sizes there.
+func WithSysDir(dir string) PoolOption { return func(c *poolConfig) { c.sysDir = dir } }
+
+// WithDevDir sets where device nodes live (default /dev), for
+// FormatMetadata and Volume paths.
+func WithDevDir(dir string) PoolOption { return func(c *poolConfig) { c.devDir = dir } }
+
+// CreatePool creates the pool device name with spec's table and returns it
+// ready for use. The metadata and data devices may be any block devices.
+//
+// Everything is checked before anything is sent: spec.Validate, and with a
+// zero spec.Length the data device's size is read from sysfs (rounded down
+// to whole blocks); a Length larger than the data device is refused. With
+// FormatMetadata, the metadata device's first 4 KiB are zeroed first. If
+// the kernel refuses the table, nothing is left behind (dm.Control.Create
+// removes the device); the metadata device stays zeroed.
+//
+// Two pools cannot share a metadata or data device: the kernel refuses the
+// second with EBUSY, reported as ErrInUse.
+func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec, opts ...PoolOption) (*Pool, error) {
+	op := "create pool"
+	cfg := newPoolConfig(opts)
+	if err := checkName(name, cfg.uuid); err != nil {
+		return nil, invalidFrom(op, name, err)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, invalidFrom(op, name, err)
+	}
+	if cfg.format != formatNone && spec.ReadOnly {
+		return nil, invalid(op, name, nil, "read_only", "a pool on fresh metadata cannot start read-only: the kernel only opens existing metadata read-only")
+	}
+	size, serr := cfg.host.size(spec.Data)
+	switch {
+	case spec.Length == 0 && serr != nil:
+		return nil, invalid(op, name, nil, "length", "not given, and the data device's size is unknown: %v", serr)
+	case spec.Length == 0:
+		spec.Length = size / spec.BlockSize * spec.BlockSize
+		if err := spec.Validate(); err != nil {
+			return nil, invalidFrom(op, name, err)
+		}
+	case serr == nil && spec.Length > size:
+		return nil, invalid(op, name, nil, "length", "%d sectors is more than the data device's %d", spec.Length, size)
+	}
+	if cfg.format != formatNone {
+		if err := cfg.host.format(spec.Metadata, cfg.metaPath, cfg.format == formatForce); err != nil {
+			kind := error(nil)
+			if errors.Is(err, ErrHasMetadata) {
+				kind = ErrHasMetadata
+			}
+			return nil, newError("format metadata", name, kind, &dm.Error{Op: "format metadata", Device: spec.Metadata.String(), Err: err})
+		}
+	}
+	var copts []dm.CreateOption
+	if cfg.uuid != "" {
+		copts = append(copts, dm.WithUUID(cfg.uuid))
+	}
+	info, err := ctl.Create(ctx, name, spec.Table(), copts...)
+	if err != nil {
+		var kind error
+		if de := (*dm.Error)(nil); errors.As(err, &de) && de.Sent && de.Cmd == ioctl.CmdTableLoad && de.Errno() == unix.EBUSY {
+			kind = ErrInUse
+		}
+		return nil, newError(op, name, kind, err)
+	}
+	return &Pool{ctl: ctl, name: name, dev: info.Dev, blockSize: spec.BlockSize, cfg: cfg}, nil
+}
+
+// OpenPool returns the existing pool device name. A device whose live table
+// is not a single thin-pool target is refused with ErrNotPool.
+func OpenPool(ctx context.Context, ctl *dm.Control, name string, opts ...PoolOption) (*Pool, error) {
+	const op = "open pool"
+	cfg := newPoolConfig(opts)
+	info, err := ctl.Info(ctx, dm.Name(name))
+	if err != nil {
+		return nil, newError(op, name, nil, err)
+	}
+	table, err := ctl.Table(ctx, dm.Name(name))
+	if err != nil {
+		return nil, newError(op, name, nil, err)
+	}
+	spec, err := PoolSpecFromTable(table)
+	if err != nil {
+		return nil, newError(op, name, ErrNotPool, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: err})
+	}
+	return &Pool{ctl: ctl, name: name, dev: info.Dev, blockSize: spec.BlockSize, cfg: cfg}, nil
+}
+
+// Name is the pool device's name.
+func (p *Pool) Name() string { return p.name }
+
+// Dev is the pool device's number, as thin tables refer to it.
+func (p *Pool) Dev() dm.Dev { return p.dev }
+
+// BlockSize is the pool's data block size.
+func (p *Pool) BlockSize() dm.Sectors { return p.blockSize }
+
+// Control is the device-mapper control the pool uses.
+func (p *Pool) Control() *dm.Control { return p.ctl }
+
+func (p *Pool) ref() dm.Ref { return dm.Name(p.name) }
+
+// Spec reads the pool's live table.
+func (p *Pool) Spec(ctx context.Context) (PoolSpec, error) {
+	return p.spec(ctx, "table")
+}
+
+func (p *Pool) spec(ctx context.Context, op string) (PoolSpec, error) {
+	table, err := p.ctl.Table(ctx, p.ref())
+	if err != nil {
+		return PoolSpec{}, newError(op, p.name, nil, err)
+	}
+	spec, err := PoolSpecFromTable(table)
+	if err != nil {
+		return PoolSpec{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: err})
+	}
+	return spec, nil
+}
+
+// StatusOption configures Pool.Status.
+type StatusOption func(*statusConfig)
+
+type statusConfig struct{ commit bool }
+
+// CommitMetadata makes Status commit the pool's metadata before reporting,
+// so the figures include everything up to now. By default Status passes
+// DM_NOFLUSH_FLAG and commits nothing, as monitoring should.
+func CommitMetadata() StatusOption { return func(c *statusConfig) { c.commit = true } }
+
+// Status reads the pool's status. By default it does not commit the
+// metadata first (see CommitMetadata).
+func (p *Pool) Status(ctx context.Context, opts ...StatusOption) (PoolStatus, error) {
+	var c statusConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	var flags []dm.Flag
+	if !c.commit {
+		flags = append(flags, dm.NoFlush)
+	}
+	return p.status(ctx, "status", flags...)
+}
+
+func (p *Pool) status(ctx context.Context, op string, flags ...dm.Flag) (PoolStatus, error) {
+	sts, err := p.ctl.Status(ctx, p.ref(), flags...)
+	if err != nil {
+		return PoolStatus{}, newError(op, p.name, nil, err)
+	}
+	return p.parseStatus(op, sts)
+}
+
+func (p *Pool) parseStatus(op string, sts []dm.TargetStatus) (PoolStatus, error) {
+	if len(sts) != 1 || sts[0].Type != PoolTargetType {
+		return PoolStatus{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: fmt.Errorf("status has %d targets, not one thin-pool", len(sts))})
+	}
+	st, err := ParsePoolStatus(sts[0].Status)
+	if err != nil {
+		return PoolStatus{}, newError(op, p.name, nil, &dm.Error{Op: op, Device: p.ref().String(), Err: err})
+	}
+	return st, nil
+}
+
+// TransactionID reads the pool's transaction id.
+func (p *Pool) TransactionID(ctx context.Context) (uint64, error) {
+	st, err := p.status(ctx, "transaction id", dm.NoFlush)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mode.Working() {
+		return 0, modeError("transaction id", p.name, st)
+	}
+	return st.TransactionID, nil
+}
+
+// modeError is the error for a pool that refuses messages in its current
+// state, or nil. The kernel refuses them with EOPNOTSUPP when read-only
+// or failed; needs_check keeps a pool read-only, and this package refuses
+// messages to it whatever its mode, as libdevmapper does.
+func modeError(op, pool string, st PoolStatus) *Error {
+	const errno = unix.EOPNOTSUPP
+	switch {
+	case st.Mode == ModeFail:
+		return refused(op, pool, ErrPoolFailed, errno, "pool is in Fail mode")
+	case st.Mode == ModeError:
+		return refused(op, pool, ErrPoolFailed, errno, "pool status reads Error")
+	case st.NeedsCheck:
+		e := refused(op, pool, ErrNeedsCheck, errno, "pool metadata needs thin_check")
+		if st.Mode == ModeReadOnly {
+			e.also = []error{ErrPoolReadOnly}
+		}
+		return e
+	case st.Mode == ModeReadOnly:
+		return refused(op, pool, ErrPoolReadOnly, errno, "pool is read-only")
+	}
+	return nil
+}
+
+// checkMessages reads the pool's status and refuses if it would refuse
+// messages.
+func (p *Pool) checkMessages(ctx context.Context, op string) (PoolStatus, error) {
+	st, err := p.status(ctx, op, dm.NoFlush)
+	if err != nil {
+		return st, err
+	}
+	if e := modeError(op, p.name, st); e != nil {
+		return st, e
+	}
+	return st, nil
+}
+
+// message sends msg to the pool and classifies a failure with kinds. When
+// the kernel answers EOPNOTSUPP (the mode changed since it was checked),
+// the status is read again to say why.
+func (p *Pool) message(ctx context.Context, op, msg string, kinds map[unix.Errno]error) error {
+	_, err := p.ctl.Message(ctx, p.ref(), 0, msg)
+	if err == nil {
+		return nil
+	}
+	if errnoOf(err) == unix.EOPNOTSUPP {
+		if st, serr := p.status(context.WithoutCancel(ctx), op, dm.NoFlush); serr == nil {
+			if me := modeError(op, p.name, st); me != nil {
+				e := newError(op, p.name, me.Kind, err)
+				e.also = me.also
+				return e
+			}
+		}
+	}
+	return wrap(op, p.name, err, kinds)
+}
+
+var (
+	createKinds  = map[unix.Errno]error{unix.EEXIST: ErrIDInUse, unix.ENODATA: ErrUnknownID}
+	deleteKinds  = map[unix.Errno]error{unix.ENODATA: ErrUnknownID, unix.EBUSY: ErrInUse}
+	setTIDKinds  = map[unix.Errno]error{unix.EINVAL: ErrTransactionMismatch}
+	reserveKinds = map[unix.Errno]error{unix.EBUSY: ErrMetadataSnapHeld}
+	releaseKinds = map[unix.Errno]error{unix.EINVAL: ErrNoMetadataSnap}
+)
+
+func createThinMsg(id DeviceID) string { return "create_thin " + strconv.FormatUint(uint64(id), 10) }
+
+func createSnapMsg(id, origin DeviceID) string {
+	return "create_snap " + strconv.FormatUint(uint64(id), 10) + " " + strconv.FormatUint(uint64(origin), 10)
+}
+
+func deleteMsg(id DeviceID) string { return "delete " + strconv.FormatUint(uint64(id), 10) }
+
+// CreateThin creates thin device id in the pool (create_thin), empty and
+// without a size: Activate gives it one. An id that an active thin device
+// of this pool maps is refused before anything is sent; the kernel refuses
+// any other id in use (EEXIST). Both match ErrIDInUse, dm.ErrExists and
+// unix.EEXIST.
+func (p *Pool) CreateThin(ctx context.Context, id DeviceID) error {
+	op := createThinMsg(id)
+	if err := validateID("device id", id); err != nil {
+		return invalidFrom(op, p.name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.checkMessages(ctx, op); err != nil {
+		return err
+	}
+	active, err := p.activeThins(ctx, op)
+	if err != nil {
+		return err
+	}
+	if d, ok := active.find(id); ok {
+		return idActive(op, p.name, id, d)
+	}
+	return p.message(ctx, op, op, createKinds)
+}
+
+func idActive(op, pool string, id DeviceID, d thinDevice) *Error {
+	return refused(op, pool, ErrIDInUse, unix.EEXIST, "thin id %d is active as %s", id, d.name)
+}
+
+// SnapshotOption configures CreateSnapshot.
+type SnapshotOption func(*snapConfig)
+
+type snapConfig struct {
+	flags  []dm.Flag
+	origin dm.Dev
+}
+
+// SnapshotNoFlush suspends an active origin without flushing its queued
+// I/O (DM_NOFLUSH_FLAG), for an origin whose pool is out of data space in
+// queue mode, where a flushing suspend would wait for the no-space
+// timeout. The snapshot then does not include the queued writes.
+func SnapshotNoFlush() SnapshotOption {
+	return func(c *snapConfig) { c.flags = append(c.flags, dm.NoFlush) }
+}
+
+// SnapshotExternalOrigin tells CreateSnapshot the external origin of the
+// origin thin device when the pool cannot learn it (the origin is not
+// active and was not activated through this Pool): the snapshot must be
+// activated with the same origin, and Activate will use it.
+func SnapshotExternalOrigin(origin dm.Dev) SnapshotOption {
+	return func(c *snapConfig) { c.origin = origin }
+}
+
+// CreateSnapshot creates thin device id as a snapshot of thin device
+// origin (create_snap). Every active device mapping origin in this pool is
+// suspended first, because a snapshot of a device with I/O in flight can
+// corrupt data and the kernel does not check; each is resumed afterwards
+// whatever happens, including when the message fails. Devices the caller
+// has already suspended are left alone, suspended. With an active origin,
+// the pool must not be suspended (suspending the origin would block):
+// ErrPoolSuspended.
+//
+// If the origin has an external origin (from its active table, an earlier
+// Activate through this Pool, or SnapshotExternalOrigin), the snapshot
+// inherits it: Activate uses it for id unless told otherwise, and refuses
+// another one (ErrOriginMismatch). The pool itself does not record
+// external origins; callers that restart should keep them with their ids.
+func (p *Pool) CreateSnapshot(ctx context.Context, id, origin DeviceID, opts ...SnapshotOption) error {
+	op := createSnapMsg(id, origin)
+	var c snapConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := validateID("device id", id); err != nil {
+		return invalidFrom(op, p.name, err)
+	}
+	if err := validateID("origin id", origin); err != nil {
+		return invalidFrom(op, p.name, err)
+	}
+	if id == origin {
+		return invalid(op, p.name, ErrIDInUse, "device id", "a snapshot needs a new id, not its origin's")
+	}
+	if !c.origin.IsZero() {
+		if err := validateDev("external origin", c.origin); err != nil {
+			return invalidFrom(op, p.name, err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.checkMessages(ctx, op); err != nil {
+		return err
+	}
+	active, err := p.activeThins(ctx, op)
+	if err != nil {
+		return err
+	}
+	_, err = p.snapshot(ctx, op, id, origin, c, active, false)
+	return err
+}
+
+// snapshot sends create_snap with every active device of origin suspended.
+// It learns the snapshot's external origin. With tolerateExists, EEXIST
+// counts as done (transaction replay), and skipped says so.
+func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c snapConfig, active thinDevices, tolerateExists bool) (skipped bool, err error) {
+	if d, ok := active.find(id); ok {
+		if tolerateExists {
+			return true, nil
+		}
+		return false, idActive(op, p.name, id, d)
+	}
+	ext := c.origin
+	var refs []dm.Ref
+	for _, d := range active {
+		for _, s := range d.specs {
+			if s.ID != origin {
+				continue
+			}
+			if !s.ExternalOrigin.IsZero() {
+				if !ext.IsZero() && ext != s.ExternalOrigin {
+					return false, invalid(op, p.name, ErrOriginMismatch, "external origin", "origin %d is active as %s with external origin %s, not %s", origin, d.name, s.ExternalOrigin, ext)
+				}
+				ext = s.ExternalOrigin
+			}
+			info, err := p.ctl.Info(ctx, dm.DevNum(d.dev))
+			switch {
+			case errors.Is(err, dm.ErrNotFound): // gone meanwhile
+			case err != nil:
+				return false, newError(op, p.name, nil, err)
+			case !info.Suspended: // one the caller suspended stays so
+				refs = append(refs, dm.DevNum(d.dev))
+			}
+			break
+		}
+	}
+	if known, ok := p.origins[origin]; ok {
+		if !ext.IsZero() && ext != known {
+			return false, invalid(op, p.name, ErrOriginMismatch, "external origin", "origin %d descends from external origin %s, not %s", origin, known, ext)
+		}
+		ext = known
+	}
+	if len(refs) > 0 {
+		info, err := p.ctl.Info(ctx, p.ref())
+		if err != nil {
+			return false, newError(op, p.name, nil, err)
+		}
+		if info.Suspended {
+			return false, refused(op, p.name, ErrPoolSuspended, unix.EBUSY, "the pool is suspended, so its active origin cannot be")
+		}
+	}
+	ran := false
+	var msgErr error
+	werr := p.withSuspended(ctx, refs, c.flags, func() error {
+		ran = true
+		msgErr = p.message(ctx, op, createSnapMsg(id, origin), createKinds)
+		if tolerateExists && errnoOf(msgErr) == unix.EEXIST {
+			msgErr, skipped = nil, true
+		}
+		return msgErr
+	})
+	rerr := p.ensureResumed(ctx, refs)
+	switch {
+	case !ran: // a suspend failed: nothing was sent
+		if rerr != nil {
+			return false, joinErr(op, p.name, wrap(op, p.name, werr, nil), rerr)
+		}
+		return false, wrap(op, p.name, werr, nil)
+	case msgErr != nil:
+		if rerr != nil {
+			return false, joinErr(op, p.name, msgErr, rerr)
+		}
+		return false, msgErr
+	case rerr != nil:
+		// The snapshot exists, but an origin is still suspended.
+		return false, newError(op, p.name, nil, fmt.Errorf("snapshot %d created, but: %w", id, errors.Join(werr, rerr)))
+	}
+	// A resume that failed once (werr) and succeeded when retried is not
+	// worth failing a snapshot that exists.
+	if !ext.IsZero() {
+		p.learnOrigin(id, ext)
+	}
+	return skipped, nil
+}
+
+// withSuspended suspends every device in refs, runs fn, and resumes them
+// all in reverse order whatever fn returns.
+func (p *Pool) withSuspended(ctx context.Context, refs []dm.Ref, flags []dm.Flag, fn func() error) error {
+	if len(refs) == 0 {
+		return fn()
+	}
+	return p.ctl.WithSuspended(ctx, refs[0], func() error {
+		return p.withSuspended(ctx, refs[1:], flags, fn)
+	}, flags...)
+}
+
+// ensureResumed checks that every device in refs is running, and resumes
+// one that is not: dm.Control.WithSuspended reports only fn's error when
+// both fn and the resume fail.
+func (p *Pool) ensureResumed(ctx context.Context, refs []dm.Ref) error {
+	bg := context.WithoutCancel(ctx)
+	var errs []error
+	for _, r := range refs {
+		info, err := p.ctl.Info(bg, r)
+		if err != nil {
+			if !errors.Is(err, dm.ErrNotFound) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if info.Suspended {
+			if _, err := p.ctl.Resume(bg, r); err != nil {
+				errs = append(errs, fmt.Errorf("origin %s left suspended: %w", info.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func joinErr(op, pool string, err, more error) error {
+	if err == nil {
+		return newError(op, pool, nil, more)
+	}
+	var te *Error
+	if errors.As(err, &te) {
+		te.Err = errors.Join(te.Err, more)
+		return te
+	}
+	return errors.Join(err, more)
+}
+
+func (p *Pool) learnOrigin(id DeviceID, origin dm.Dev) {
+	if p.origins == nil {
+		p.origins = map[DeviceID]dm.Dev{}
+	}
+	p.origins[id] = origin
+}
+
+// ExternalOrigin is the external origin this Pool has learnt for thin
+// device id (from Activate or CreateSnapshot), if any.
+func (p *Pool) ExternalOrigin(id DeviceID) (dm.Dev, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d, ok := p.origins[id]
+	return d, ok
+}
+
+// DeleteOption configures Delete.
+type DeleteOption func(*deleteConfig)
+
+type deleteConfig struct{ ignoreMissing bool }
+
+// IgnoreMissing makes Delete of an id the pool does not have (ENODATA)
+// succeed, so that a delete can be retried after a crash.
+func IgnoreMissing() DeleteOption { return func(c *deleteConfig) { c.ignoreMissing = true } }
+
+// Delete deletes thin device id and frees its blocks (delete). It cannot
+// be undone. An id the pool does not have gives ErrUnknownID (ENODATA)
+// unless IgnoreMissing; an active (open) id gives ErrInUse (EBUSY).
+func (p *Pool) Delete(ctx context.Context, id DeviceID, opts ...DeleteOption) error {
+	op := deleteMsg(id)
+	var c deleteConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := validateID("device id", id); err != nil {
+		return invalidFrom(op, p.name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.checkMessages(ctx, op); err != nil {
+		return err
+	}
+	err := p.message(ctx, op, op, deleteKinds)
+	if c.ignoreMissing && errnoOf(err) == unix.ENODATA {
+		err = nil
+	}
+	if err == nil {
+		delete(p.origins, id)
+	}
+	return err
+}
+
+// SetTransactionID sets the pool's transaction id to next if it is current
+// (set_transaction_id, a compare and swap); otherwise the kernel refuses
+// with EINVAL, reported as ErrTransactionMismatch. See Transaction for the
+// protocol built on it.
+func (p *Pool) SetTransactionID(ctx context.Context, current, next uint64) error {
+	op := "set_transaction_id " + strconv.FormatUint(current, 10) + " " + strconv.FormatUint(next, 10)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.checkMessages(ctx, op); err != nil {
+		return err
+	}
+	return p.message(ctx, op, op, setTIDKinds)
+}
+
+// ReserveMetadataSnap commits the metadata and keeps a snapshot of it
+// (reserve_metadata_snap), which tools read with --metadata-snap
+// (thin_dump -m, thin_ls -m) while the pool runs; PoolStatus.HeldRoot
+// shows it. Only one can be held: ErrMetadataSnapHeld (EBUSY).
+func (p *Pool) ReserveMetadataSnap(ctx context.Context) error {
+	const op = "reserve_metadata_snap"
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.checkMessages(ctx, op); err != nil {
+		return err
+	}
+	return p.message(ctx, op, op, reserveKinds)
+}
+
+// ReleaseMetadataSnap drops the held metadata snapshot
+// (release_metadata_snap); without one, ErrNoMetadataSnap (EINVAL).
+func (p *Pool) ReleaseMetadataSnap(ctx context.Context) error {
+	const op = "release_metadata_snap"
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.checkMessages(ctx, op); err != nil {
+		return err
+	}
+	return p.message(ctx, op, op, releaseKinds)
+}
+
+// Remove removes the pool device. Its thin devices must be deactivated
+// first (ErrInUse otherwise); Teardown does both. The metadata stays on
+// the metadata device: CreatePool without FormatMetadata opens it again.
+// Flags: dm.Deferred, dm.NoRetry.
+func (p *Pool) Remove(ctx context.Context, flags ...dm.Flag) error {
+	err := p.ctl.Remove(ctx, p.ref(), flags...)
+	return wrap("remove", p.name, err, map[unix.Errno]error{unix.EBUSY: ErrInUse})
+}
+
+// Teardown deactivates every thin device of the pool, then removes the
+// pool. It goes on after a failure and reports every one.
+func (p *Pool) Teardown(ctx context.Context) error {
+	const op = "teardown"
+	active, err := p.activeThins(ctx, op)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range active {
+		if err := p.ctl.Remove(ctx, dm.DevNum(d.dev)); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.ctl.Remove(ctx, p.ref()); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return newError(op, p.name, nil, errors.Join(errs...))
+}
+
+// thinDevice is an active dm device with thin targets on this pool.
+type thinDevice struct {
+	name   string
+	dev    dm.Dev
+	size   dm.Sectors
+	specs  []ThinSpec // one per thin target of this pool whose table the kernel printed
+	single bool       // the table is one such thin target at sector 0
+	// failed: the device has thin targets whose tables read "Fail": the
+	// kernel prints that instead of the table while the pool has failed.
+	failed bool
+}
+
+type thinDevices []thinDevice
+
+func (ds thinDevices) find(id DeviceID) (thinDevice, bool) {
+	for _, d := range ds {
+		for _, s := range d.specs {
+			if s.ID == id {
+				return d, true
+			}
+		}
+	}
+	return thinDevice{}, false
+}
+
+// activeThins lists the dm devices whose live tables map thin devices of
+// this pool: DM_LIST_DEVICES, then each device's dependencies, and the
+// table of those that use the pool (so the tables of unrelated devices,
+// dm-crypt keys among them, are never read). Devices that vanish meanwhile
+// are skipped.
+func (p *Pool) activeThins(ctx context.Context, op string) (thinDevices, error) {
+	devs, err := p.ctl.List(ctx)
+	if err != nil {
+		return nil, newError(op, p.name, nil, err)
+	}
+	var out thinDevices
+	for _, d := range devs {
+		if d.Dev == p.dev {
+			continue
+		}
+		td, ok, err := p.readThin(ctx, dm.DevNum(d.Dev))
+		if err != nil {
+			if errors.Is(err, dm.ErrNotFound) {
+				continue
+			}
+			return nil, newError(op, p.name, nil, err)
+		}
+		if ok {
+			td.name, td.dev = d.Name, d.Dev
+			out = append(out, td)
+		}
+	}
+	return out, nil
+}
+
+// readThin reports whether ref's live table maps thin devices of this
+// pool, and which.
+func (p *Pool) readThin(ctx context.Context, ref dm.Ref) (thinDevice, bool, error) {
+	deps, err := p.ctl.Deps(ctx, ref)
+	if err != nil {
+		return thinDevice{}, false, err
+	}
+	if !slices.Contains(deps, p.dev) {
+		return thinDevice{}, false, nil
+	}
+	table, err := p.ctl.Table(ctx, ref)
+	if err != nil {
+		return thinDevice{}, false, err
+	}
+	td := thinDevice{size: table.Size()}
+	for _, t := range table {
+		if t.Type != ThinTargetType {
+			continue
+		}
+		s, err := ParseThinSpec(t.Params)
+		switch {
+		case err != nil && t.Params == "Fail":
+			// thin_status() prints "Fail" for the table too when the
+			// pool has failed; the device depends on this pool.
+			td.failed = true
+		case err != nil || s.Pool != p.dev:
+		default:
+			td.specs = append(td.specs, s)
+		}
+	}
+	if len(td.specs) == 0 && !td.failed {
+		return thinDevice{}, false, nil
+	}
+	td.single = len(table) == 1 && len(td.specs) == 1 && table[0].Start == 0
+	return td, true, nil
+}
+
+// invalidFrom wraps a validation error from Validate.
+func invalidFrom(op, pool string, err error) *Error {
+	return newError(op, pool, nil, &dm.Error{Op: op, Device: poolDevice(pool), Err: err})
+}
+
+// checkName applies the kernel's rules for device names and uuids (those
+// of dm.Control.Create) early, so that a bad name is refused before the
+// metadata device is formatted.
+func checkName(name, uuid string) error {
+	switch {
+	case name == "":
+		return &dm.InvalidError{Field: "name", Reason: "empty"}
+	case len(name) > ioctl.NameLen-1:
+		return &dm.InvalidError{Field: "name", Reason: fmt.Sprintf("%d bytes, more than the kernel's %d", len(name), ioctl.NameLen-1)}
+	case strings.ContainsAny(name, "/\x00"):
+		return &dm.InvalidError{Field: "name", Reason: fmt.Sprintf("%q contains '/' or NUL", name)}
+	case name == "control" || name == "." || name == "..":
+		return &dm.InvalidError{Field: "name", Reason: fmt.Sprintf("%q is reserved", name)}
+	case len(uuid) > ioctl.UUIDLen-1 || strings.IndexByte(uuid, 0) >= 0:
+		return &dm.InvalidError{Field: "uuid", Reason: "longer than 128 bytes or contains NUL"}
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package thin
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/dm"
+)
+
+// Volume is an active thin device: a dm device whose table is one thin
+// target mapping a thin id of its pool.
+type Volume struct {
+	pool   *Pool
+	name   string
+	id     DeviceID
+	dev    dm.Dev
+	size   dm.Sectors
+	origin dm.Dev
+}
+
+// Name is the dm device's name.
+func (v *Volume) Name() string { return v.name }
+
+// ID is the thin device id the volume maps.
+func (v *Volume) ID() DeviceID { return v.id }
+
+// Pool is the volume's pool.
+func (v *Volume) Pool() *Pool { return v.pool }
+
+// Dev is the dm device's number.
+func (v *Volume) Dev() dm.Dev { return v.dev }
+
+// Size is the volume's size when it was activated or opened.
+func (v *Volume) Size() dm.Sectors { return v.size }
+
+// ExternalOrigin is the volume's external origin, or the zero Dev.
+func (v *Volume) ExternalOrigin() dm.Dev { return v.origin }
+
+// Spec is the volume's thin parameters.
+func (v *Volume) Spec() ThinSpec {
+	return ThinSpec{Pool: v.pool.dev, ID: v.id, ExternalOrigin: v.origin}
+}
+
+// MapperPath is /dev/mapper/<name>, which exists once udev (or dm, when it
+// manages nodes) has made it.
+func (v *Volume) MapperPath() string {
+	return filepath.Join(v.pool.cfg.devDir, "mapper", v.name)
+}
+
+// DevPath is /dev/dm-<minor>, the node devtmpfs makes for every dm device.
+func (v *Volume) DevPath() string {
+	return filepath.Join(v.pool.cfg.devDir, "dm-"+strconv.FormatUint(uint64(v.dev.Minor), 10))
+}
+
+func (v *Volume) ref() dm.Ref { return dm.Name(v.name) }
+
+// Status reads the volume's status (mapped sectors, highest mapped sector).
+func (v *Volume) Status(ctx context.Context) (ThinStatus, error) {
+	const op = "thin status"
+	sts, err := v.pool.ctl.Status(ctx, v.ref(), dm.NoFlush)
+	if err != nil {
+		return ThinStatus{}, newError(op, v.pool.name, nil, err)
+	}
+	if len(sts) != 1 || sts[0].Type != ThinTargetType {
+		return ThinStatus{}, newError(op, v.pool.name, ErrNotThin, &dm.Error{Op: op, Device: v.ref().String(), Err: errors.New("not a single thin target")})
+	}
+	st, err := ParseThinStatus(sts[0].Status)
+	if err != nil {
+		return ThinStatus{}, newError(op, v.pool.name, nil, &dm.Error{Op: op, Device: v.ref().String(), Err: err})
+	}
+	return st, nil
+}
+
+// Deactivate removes the volume's dm device; the thin device and its data
+// stay in the pool. Flags: dm.Deferred, dm.NoRetry.
+func (v *Volume) Deactivate(ctx context.Context, flags ...dm.Flag) error {
+	err := v.pool.ctl.Remove(ctx, v.ref(), flags...)
+	return wrap("deactivate "+v.name, v.pool.name, err, nil)
+}
+
+// Snapshot creates thin device id as a snapshot of this volume; see
+// Pool.CreateSnapshot.
+func (v *Volume) Snapshot(ctx context.Context, id DeviceID, opts ...SnapshotOption) error {
+	return v.pool.CreateSnapshot(ctx, id, v.id, opts...)
+}
+
+// ActivateOption configures Pool.Activate.
+type ActivateOption func(*activateConfig)
+
+type activateConfig struct {
+	origin   dm.Dev
+	uuid     string
+	readOnly bool
+}
+
+// WithExternalOrigin activates the volume over a read-only external origin
+// device, which supplies every block the thin device has not written.
+func WithExternalOrigin(origin dm.Dev) ActivateOption {
+	return func(c *activateConfig) { c.origin = origin }
+}
+
+// WithVolumeUUID gives the volume's dm device a uuid.
+func WithVolumeUUID(uuid string) ActivateOption { return func(c *activateConfig) { c.uuid = uuid } }
+
+// ReadOnlyVolume activates the volume read-only.
+func ReadOnlyVolume() ActivateOption { return func(c *activateConfig) { c.readOnly = true } }
+
+// Activate makes thin device id available as the dm device name, size
+// sectors long (thin.Size(10*thin.GiB)). The pool stores no size: a
+// shorter volume hides the device's tail, a longer one provisions blocks
+// on demand. Size and id are checked before anything is sent.
+//
+// A snapshot of an external-origin device gets the same external origin
+// when this Pool knows it (see CreateSnapshot); another origin is refused
+// (ErrOriginMismatch).
+//
+// The kernel refuses an id the pool does not have (ErrUnknownID, ENODATA),
+// and any activation while the pool is suspended (ErrPoolSuspended) or
+// failed (ErrPoolFailed), both EINVAL. A failed Activate leaves no device.
+func (p *Pool) Activate(ctx context.Context, name string, id DeviceID, size dm.Sectors, opts ...ActivateOption) (*Volume, error) {
+	op := "activate " + name
+	var c activateConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if size == 0 {
+		return nil, invalid(op, p.name, nil, "size", "zero")
+	}
+	if size > maxSize {
+		return nil, invalid(op, p.name, nil, "size", "%d sectors is too large (a negative size?)", size)
+	}
+	p.mu.Lock()
+	origin := c.origin
+	if known, ok := p.origins[id]; ok {
+		if !origin.IsZero() && origin != known {
+			p.mu.Unlock()
+			return nil, invalid(op, p.name, ErrOriginMismatch, "external origin", "thin id %d descends from external origin %s, not %s", id, known, origin)
+		}
+		origin = known
+	}
+	p.mu.Unlock()
+	spec := ThinSpec{Pool: p.dev, ID: id, ExternalOrigin: origin}
+	if err := spec.Validate(); err != nil {
+		return nil, invalidFrom(op, p.name, err)
+	}
+	var copts []dm.CreateOption
+	if c.uuid != "" {
+		copts = append(copts, dm.WithUUID(c.uuid))
+	}
+	if c.readOnly {
+		copts = append(copts, dm.WithReadOnly())
+	}
+	info, err := p.ctl.Create(ctx, name, dm.Table{spec.Target(size)}, copts...)
+	if err != nil {
+		return nil, p.activateError(ctx, op, err)
+	}
+	if !origin.IsZero() {
+		p.mu.Lock()
+		p.learnOrigin(id, origin)
+		p.mu.Unlock()
+	}
+	return &Volume{pool: p, name: name, id: id, dev: info.Dev, size: size, origin: origin}, nil
+}
+
+// activateError classifies a failed thin activation. The kernel says
+// EINVAL both for a suspended pool and a failed one; the pool's state
+// tells them apart.
+func (p *Pool) activateError(ctx context.Context, op string, err error) error {
+	switch errnoOf(err) {
+	case unix.ENODATA:
+		return newError(op, p.name, ErrUnknownID, err)
+	case unix.EINVAL:
+		bg := context.WithoutCancel(ctx)
+		if info, ierr := p.ctl.Info(bg, p.ref()); ierr == nil && info.Suspended {
+			return newError(op, p.name, ErrPoolSuspended, err)
+		}
+		if st, serr := p.status(bg, op, dm.NoFlush); serr == nil && !st.Mode.Working() {
+			return newError(op, p.name, ErrPoolFailed, err)
+		}
+	}
+	return wrap(op, p.name, err, nil)
+}
+
+// Volume returns the active thin device name of this pool; a device that
+// is not a single thin target on this pool gives ErrNotThin.
+func (p *Pool) Volume(ctx context.Context, name string) (*Volume, error) {
+	op := "open volume " + name
+	info, err := p.ctl.Info(ctx, dm.Name(name))
+	if err != nil {
+		return nil, newError(op, p.name, nil, err)
+	}
+	td, ok, err := p.readThin(ctx, dm.DevNum(info.Dev))
+	if err != nil {
+		return nil, newError(op, p.name, nil, err)
+	}
+	td.name, td.dev = info.Name, info.Dev
+	if ok && td.failed {
+		return nil, newError(op, p.name, ErrPoolFailed, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: errors.New("the pool has failed: the kernel shows no thin table")})
+	}
+	if !ok || !td.single {
+		return nil, newError(op, p.name, ErrNotThin, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: errors.New("not a single thin target on pool " + p.dev.String())})
+	}
+	return p.volumeOf(td), nil
+}
+
+func (p *Pool) volumeOf(td thinDevice) *Volume {
+	s := td.specs[0]
+	return &Volume{pool: p, name: td.name, id: s.ID, dev: td.dev, size: td.size, origin: s.ExternalOrigin}
+}
+
+// Volumes lists the pool's active thin devices (those whose table is a
+// single thin target on this pool), in name order.
+func (p *Pool) Volumes(ctx context.Context) ([]*Volume, error) {
+	active, err := p.activeThins(ctx, "volumes")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Volume
+	for _, td := range active {
+		if td.single {
+			out = append(out, p.volumeOf(td))
+		}
+	}
+	return out, nil
+}
+
+// Deactivate removes the thin device name of this pool (ErrNotThin if it
+// is something else), also when the pool has failed. Flags: dm.Deferred,
+// dm.NoRetry.
+func (p *Pool) Deactivate(ctx context.Context, name string, flags ...dm.Flag) error {
+	op := "deactivate " + name
+	info, err := p.ctl.Info(ctx, dm.Name(name))
+	if err != nil {
+		return newError(op, p.name, nil, err)
+	}
+	_, ok, err := p.readThin(ctx, dm.DevNum(info.Dev))
+	if err != nil {
+		return newError(op, p.name, nil, err)
+	}
+	if !ok {
+		return newError(op, p.name, ErrNotThin, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: errors.New("no thin target on pool " + p.dev.String())})
+	}
+	err = p.ctl.Remove(ctx, dm.Name(name), flags...)
+	return wrap(op, p.name, err, nil)
+}
