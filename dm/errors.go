@@ -1,6 +1,7 @@
 package dm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -87,6 +88,9 @@ func (e *Error) Errno() unix.Errno {
 
 // Is classifies the errno into this package's sentinels.
 func (e *Error) Is(target error) bool {
+	if target == ErrTimeout && errors.Is(e.Err, context.DeadlineExceeded) {
+		return true
+	}
 	errno := e.Errno()
 	if errno == 0 {
 		return false

@@ -19,6 +19,7 @@ import (
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/internal/testenv"
 	"github.com/thinp/thinp/loop"
+	"github.com/thinp/thinp/udev"
 )
 
 // setup checks privileges, registers the leak check and opens a Control.
@@ -596,11 +597,33 @@ func TestIntegrationTargets(t *testing.T) {
 }
 
 // TestIntegrationConcurrency: 8 goroutines share one Control, each creating,
-// loading, resuming and removing its own devices.
+// loading, resuming and removing its own devices, 100 rounds each. It runs
+// without udev waits so that it measures the Control, not udevd under TCG
+// (TestIntegrationConcurrencyUdevSync covers the synchronised path).
 func TestIntegrationConcurrency(t *testing.T) {
-	ctl, prefix := setup(t)
+	ctl, prefix := setupWith(t, dm.WithUdev(dm.UdevOff))
+	runConcurrency(t, ctl, prefix, 100)
+	if testenv.UdevRunning() {
+		// udevd still processes every uevent of those 1,600 resumes and
+		// removes; let it drain so later tests do not queue behind them.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := udev.Settle(ctx); err != nil {
+			t.Errorf("udev did not settle: %v", err)
+		}
+	}
+}
+
+// TestIntegrationConcurrencyUdevSync is the same with udev cookies, fewer
+// rounds: each synchronised resume and remove waits for udevd.
+func TestIntegrationConcurrencyUdevSync(t *testing.T) {
+	ctl, prefix := udevSetup(t)
+	runConcurrency(t, ctl, prefix, 10)
+}
+
+func runConcurrency(t *testing.T, ctl *dm.Control, prefix string, rounds int) {
 	ctx := context.Background()
-	const workers, rounds = 8, 100
+	const workers = 8
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
