@@ -1,0 +1,188 @@
+package vm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thinp/thinp/internal/vm"
+	"github.com/thinp/thinp/internal/vm/proto"
+)
+
+// TestVM is the host side of the VM test tier: it builds the test binaries
+// of every package with a TestIntegration test, boots them in QEMU twice
+// (with and without udevd), reports each guest verdict, and prints one line
+// "vm: N passed, N failed, N skipped" counting the verdicts of guest tests
+// and subtests over both boots.
+//
+// It skips when QEMU or a kernel is missing (naming what to install),
+// unless THINP_REQUIRE_VM=1, and always under THINP_VM=0 or -short.
+// THINP_VM_PKGS (package patterns, space separated; default ./...),
+// THINP_VM_RUN (-test.run of the guest binaries; default ^TestIntegration)
+// and THINP_VM_ARGS (more guest test flags, space separated) narrow a run;
+// THINP_VM_CONSOLE=1 streams the guests' consoles to stdout.
+func TestVM(t *testing.T) {
+	switch {
+	case os.Getenv("THINP_VM") == "0":
+		t.Skip("THINP_VM=0: VM tier disabled")
+	case os.Getenv("THINP_VM") == "1":
+		t.Skip("already inside the VM")
+	case testing.Short() && os.Getenv("THINP_REQUIRE_VM") != "1":
+		t.Skip("-short: VM tier skipped")
+	}
+	settings, err := vm.SettingsFromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCache(t)
+	host, err := vm.FindHost(os.Getenv)
+	if err != nil {
+		var m *vm.MissingError
+		if errors.As(err, &m) && os.Getenv("THINP_REQUIRE_VM") != "1" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-30*time.Second))
+		defer cancel()
+	}
+	b, err := vm.NewBuilder(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	if settings.Keep {
+		if work, err = os.MkdirTemp("", "thinp-vm-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("THINP_VM_KEEP=1: work directory %s", work)
+	}
+	r := &vm.Runner{Host: host, Builder: b, Settings: settings, WorkDir: work, Logf: t.Logf}
+	if os.Getenv("THINP_VM_CONSOLE") == "1" {
+		r.Console = os.Stdout
+	}
+	r.OnEvent = func(boot string, e proto.Event) {
+		switch e.E {
+		case proto.EvOutput:
+			t.Logf("[%s] output of %s %s:\n%s", boot, e.Job, e.Name, e.Text)
+		case proto.EvHeartbeat, proto.EvStart:
+		default:
+			if s := vm.FormatEvent(boot, e); s != "" {
+				t.Log(s)
+			}
+		}
+	}
+
+	patterns := strings.Fields(os.Getenv("THINP_VM_PKGS"))
+	if len(patterns) == 0 {
+		patterns = []string{"./..."}
+	}
+	all, err := b.ListPackages(ctx, patterns...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []vm.Package
+	for _, p := range all {
+		if p.Integration {
+			pkgs = append(pkgs, p)
+		}
+	}
+	if len(pkgs) == 0 {
+		t.Fatalf("no package under %s has a TestIntegration test", strings.Join(patterns, " "))
+	}
+	run := os.Getenv("THINP_VM_RUN")
+	if run == "" {
+		run = "^TestIntegration"
+	}
+	args := append([]string{"-test.run=" + run}, strings.Fields(os.Getenv("THINP_VM_ARGS"))...)
+	img, err := r.TestImage(ctx, pkgs, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accel, why := r.Accel(ctx)
+	t.Logf("built %d test binaries in %.1fs; accelerator %s (%s)", img.Jobs, img.Build.Seconds(), accel, why)
+
+	var outcomes []*vm.Outcome
+	for _, udev := range []bool{true, false} {
+		o, err := r.Boot(ctx, img, udev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outcomes = append(outcomes, o)
+		_, fail, _ := o.Counts()
+		t.Logf("[%s] %s boot %.1fs, total %.1fs, %d tests, %d failed", o.Name(), o.Accel,
+			o.Boot.Seconds(), o.Total.Seconds(), len(o.Tests), fail)
+		for _, e := range o.Errors {
+			t.Errorf("[%s] %s", o.Name(), e)
+		}
+		for _, j := range o.Jobs {
+			if j.Code != 0 {
+				t.Errorf("[%s] %s exited with status %d", o.Name(), j.Name, j.Code)
+			}
+		}
+		if fail > 0 {
+			t.Errorf("[%s] %d guest tests failed", o.Name(), fail)
+		}
+		if len(o.Errors) > 0 {
+			t.Logf("[%s] end of the console:\n%s", o.Name(), o.ConsoleTail)
+		}
+	}
+	printSummary(t, vm.Summary(outcomes))
+}
+
+// noCache keeps go test from replaying a passing TestVM from its cache:
+// the guests ran code of other packages, which the cache does not track.
+// The cache records the files a test opened and reuses a result only while
+// they are unchanged; this one is gone by the next run.
+func noCache(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "not-cacheable")
+	if err := os.WriteFile(p, []byte(time.Now().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+// printSummary prints the summary line where people see it. go test shows
+// a passing package's output only with -v, so without -v the line goes
+// straight to the go command's own standard output (the test binary's
+// parent); a failing test's output is shown anyway.
+func printSummary(t *testing.T, line string) {
+	if testing.Verbose() || t.Failed() {
+		fmt.Println(line)
+		return
+	}
+	if f := parentStdout(); f != nil {
+		defer f.Close()
+		if _, err := fmt.Fprintln(f, line); err == nil {
+			return
+		}
+	}
+	fmt.Println(line)
+}
+
+// parentStdout opens the standard output of the go command that runs this
+// test binary, or returns nil when the parent is not go.
+func parentStdout() *os.File {
+	ppid := os.Getppid()
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid))
+	if err != nil || filepath.Base(exe) != "go" {
+		return nil
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/1", ppid), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
