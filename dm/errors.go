@@ -91,6 +91,10 @@ func (e *Error) Is(target error) bool {
 	if target == ErrTimeout && errors.Is(e.Err, context.DeadlineExceeded) {
 		return true
 	}
+	if target == ErrInvalid && errors.Is(e.Err, ioctl.ErrNoReply) {
+		// A message to a device with no live table.
+		return true
+	}
 	errno := e.Errno()
 	if errno == 0 {
 		return false

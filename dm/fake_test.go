@@ -305,3 +305,18 @@ func TestFakeTargetsAndVersion(t *testing.T) {
 		t.Errorf("targets %v %v", ts, err)
 	}
 }
+
+// A message to a device without a live table is not silently "sent": the
+// kernel returns 2 and copies nothing back, which libdevmapper takes for
+// success.
+func TestFakeMessageWithoutTable(t *testing.T) {
+	ctl, _ := fake(t)
+	ctx := context.Background()
+	if _, err := ctl.CreateDevice(ctx, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ctl.Message(ctx, dm.Name("empty"), 0, "create_thin 0")
+	if !errors.Is(err, ioctl.ErrNoReply) || !errors.Is(err, dm.ErrInvalid) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -9,8 +9,9 @@ import (
 
 // Transport performs one ioctl: request number req on the buffer b, which
 // holds a dm_ioctl header and its payload, in and out. It returns the
-// kernel's errno (a unix.Errno) on failure. This is the seam behind which
-// tests put a fake kernel.
+// kernel's errno (a unix.Errno) on failure, and ErrNoReply when the ioctl
+// returned a positive value, which the kernel does without copying a reply
+// back. This is the seam behind which tests put a fake kernel.
 type Transport interface {
 	Ioctl(req uint, b []byte) error
 }
@@ -28,6 +29,12 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Cmd, e.Err) }
 
 // Unwrap returns the errno.
 func (e *Error) Unwrap() error { return e.Err }
+
+// ErrNoReply: the ioctl "succeeded" with a positive return value and the
+// kernel copied nothing back. DM_TARGET_MSG does this (returns 2) when the
+// device has no live table, so no target took the message; libdevmapper
+// mistakes it for success.
+var ErrNoReply = errors.New("ioctl: the kernel returned no reply (a message to a device without a live table?)")
 
 // Default buffer sizes: libdevmapper starts at 16 KiB and doubles on
 // DM_BUFFER_FULL_FLAG, up to 1 GiB.

@@ -43,10 +43,13 @@ func (f *File) Ioctl(req uint, b []byte) error {
 	if f.closed {
 		return os.ErrClosed
 	}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(f.fd), uintptr(req), uintptr(unsafe.Pointer(&b[0])))
+	r1, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(f.fd), uintptr(req), uintptr(unsafe.Pointer(&b[0])))
 	runtime.KeepAlive(b)
 	if errno != 0 {
 		return errno
+	}
+	if r1 != 0 {
+		return ErrNoReply
 	}
 	return nil
 }

@@ -282,9 +282,10 @@ func (k *Kernel) ctlIoctl(req uint, b []byte) error {
 		return err
 	}
 	if r != 0 {
-		// ctl_ioctl copies nothing back and returns r, which the
-		// ioctl(2) caller sees as success.
-		return nil
+		// ctl_ioctl copies nothing back and returns r, which ioctl(2)
+		// passes on as a positive return value: the Transport contract
+		// reports that as ioctl.ErrNoReply.
+		return ioctl.ErrNoReply
 	}
 	n := min(int(p.u32(offDataSize)), len(p.b), len(b))
 	copy(b[:n], p.b[:n])
