@@ -89,7 +89,10 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 		if err := c.T.Ioctl(r.Cmd.Request(), buf); err != nil {
 			ierr := &Error{Cmd: r.Cmd, Err: err}
 			var h Header
-			if errors.Is(err, syscall.EINVAL) && h.UnmarshalBinary(buf) == nil && h.Version != sent && h.Version[0] != 0 {
+			// The kernel writes its version back on every call; it only
+			// explains an EINVAL when ours was one it refuses.
+			if errors.Is(err, syscall.EINVAL) && h.UnmarshalBinary(buf) == nil && h.Version[0] != 0 &&
+				(h.Version[0] != sent[0] || h.Version[1] < sent[1]) {
 				ierr.Kernel = h.Version
 			}
 			c.release(buf, secure)

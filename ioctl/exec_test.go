@@ -277,6 +277,10 @@ func TestDoKernelVersion(t *testing.T) {
 		{"nothing written back, explicit", Version{4, 36, 0}, CmdDevArmPoll, writeVersion(Version{}, syscall.EINVAL), Version{}},
 		{"other errno", Version{}, CmdDevRemove, writeVersion(Version{4, 47, 0}, syscall.EBUSY), Version{}},
 		{"zero major", Version{}, CmdDevStatus, writeVersion(Version{0, 9, 0}, syscall.EINVAL), Version{}},
+		// The kernel writes its version back on every call: an ordinary
+		// EINVAL from a newer kernel is not a version mismatch.
+		{"ordinary EINVAL", Version{}, CmdDevStatus, writeVersion(Version{4, 47, 0}, syscall.EINVAL), Version{}},
+		{"other major", Version{}, CmdDevStatus, writeVersion(Version{5, 0, 0}, syscall.EINVAL), Version{5, 0, 0}},
 	}
 	for _, tt := range tests {
 		c := &Conn{T: &fakeKernel{fn: tt.fn}}
@@ -544,3 +548,4 @@ func TestDoConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
