@@ -548,4 +548,3 @@ func TestDoConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
-

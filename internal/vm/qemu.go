@@ -38,6 +38,8 @@ type BootConfig struct {
 	Accel string
 	// MemoryMiB and CPUs size the machine (defaults 2048 and 2).
 	MemoryMiB, CPUs int
+	// CPUModel is QEMU's -cpu (default "max").
+	CPUModel string
 	// Timeout bounds the whole boot; the VM is killed when it runs out.
 	Timeout time.Duration
 	// Silence is how long the guest may go without an event (its /init
@@ -145,6 +147,10 @@ func qemuArgs(cfg BootConfig) []string {
 	if cpus == 0 {
 		cpus = 2
 	}
+	model := cfg.CPUModel
+	if model == "" {
+		model = "max"
+	}
 	udev := "0"
 	if cfg.Udev {
 		udev = "1"
@@ -158,7 +164,7 @@ func qemuArgs(cfg BootConfig) []string {
 		appendLine += " " + proto.FromParam + "=" + strconv.Itoa(cfg.From)
 	}
 	return []string{
-		"-machine", "q35", "-accel", cfg.Accel, "-cpu", "max",
+		"-machine", "q35", "-accel", cfg.Accel, "-cpu", model,
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-nodefaults", "-nographic", "-no-reboot",
 		// SeaBIOS would print its banner and terminal escapes on the console.

@@ -27,6 +27,8 @@ type Settings struct {
 	// MemoryMiB and CPUs size the guest (THINP_VM_MEMORY, THINP_VM_CPUS;
 	// defaults 2048 and 2).
 	MemoryMiB, CPUs int
+	// CPUModel is QEMU's -cpu (THINP_VM_CPU_MODEL; default max).
+	CPUModel string
 	// Keep keeps the work directory with the initramfs and binaries
 	// (THINP_VM_KEEP=1).
 	Keep bool
@@ -67,6 +69,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		}
 	}
 	s.Keep = getenv("THINP_VM_KEEP") == "1"
+	s.CPUModel = getenv("THINP_VM_CPU_MODEL")
 	return s, err
 }
 
@@ -255,7 +258,7 @@ func (r *Runner) Boot(ctx context.Context, img *Image, udev bool) (*Outcome, err
 	name := BootName(udev)
 	cfg := BootConfig{
 		QEMU: r.Host.QEMU, Kernel: r.Host.Kernel.Image, Initrd: img.Path, Udev: udev,
-		Accel: accel, MemoryMiB: r.Settings.MemoryMiB, CPUs: r.Settings.CPUs,
+		Accel: accel, MemoryMiB: r.Settings.MemoryMiB, CPUs: r.Settings.CPUs, CPUModel: r.Settings.CPUModel,
 		Timeout: r.Settings.Timeout, Silence: r.Settings.Silence, Console: r.Console,
 	}
 	if r.OnEvent != nil {
