@@ -51,6 +51,10 @@ type Error struct {
 	Cmd    ioctl.Cmd // the failing ioctl; meaningful only if Sent
 	Sent   bool      // whether the failure came from the kernel
 	Err    error     // the cause: a unix.Errno, a validation error, ...
+	// Applied: the kernel carried the operation out; only what came after
+	// it failed, typically the wait for udev to process its event. The
+	// device is in the state the operation asked for.
+	Applied bool
 
 	stack error // pkg/errors stack, printed by %+v
 }
@@ -154,6 +158,13 @@ var errStackMarker = stackMarker{}
 type stackMarker struct{}
 
 func (stackMarker) Error() string { return "" }
+
+// Applied reports whether err is a *Error whose operation the kernel
+// carried out even though the call failed afterwards (see Error.Applied).
+func Applied(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Applied
+}
 
 // InvalidError is a request refused before anything reached the kernel.
 // It matches ErrInvalid.

@@ -209,8 +209,14 @@ func (c *Control) WithSuspended(ctx context.Context, ref Ref, fn func() error, f
 	f, _ := collect("resume", NoFlush|SkipLockfs, flags)
 	defer func() {
 		_, rerr := c.resume(context.WithoutCancel(ctx), "resume", ref, f)
-		if rerr != nil && err == nil {
+		switch {
+		case rerr == nil:
+		case err == nil:
 			err = rerr
+		default:
+			// Both failed: the caller must hear that the device may
+			// still be suspended.
+			err = joinCause(err, rerr)
 		}
 	}()
 	return fn()
@@ -246,6 +252,12 @@ func (c *Control) Reload(ctx context.Context, ref Ref, table Table, flags ...Fla
 	}
 	swap := f &^ ReadOnly
 	if _, err := c.resume(ctx, "reload", ref, swap); err != nil {
+		if Applied(err) {
+			// The new table is live and the device running; only the
+			// wait for udev failed. Rolling back now would try to load
+			// the old table into a device that has outgrown it.
+			return err
+		}
 		bg := context.WithoutCancel(ctx)
 		var rf Flag
 		if oldInfo.ReadOnly {
@@ -268,8 +280,9 @@ func joinCause(err, more error) error {
 	var e *Error
 	if errors.As(err, &e) {
 		e.Err = errors.Join(e.Err, more)
+		return err
 	}
-	return err
+	return errors.Join(err, more)
 }
 
 // Remove removes the device (DM_DEV_REMOVE). A device that is open fails

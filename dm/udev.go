@@ -112,7 +112,9 @@ func (c *Control) withCookie(ctx context.Context, op string, ref Ref, r *ioctl.R
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
 	if werr := w.end(wctx, err == nil && generated); werr != nil && err == nil {
-		return newError(op, ref, werr)
+		e := newError(op, ref, werr)
+		e.Applied = true
+		return e
 	}
 	return err
 }

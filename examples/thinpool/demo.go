@@ -1,0 +1,478 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/loop"
+	"github.com/thinp/thinp/thin"
+)
+
+// Thin device ids in the pool.
+const (
+	originID thin.DeviceID = 1
+	snapID   thin.DeviceID = 2
+)
+
+// teardownTimeout bounds the whole teardown. Each removal waits for udev
+// (30 s at most) and retries a busy device for 5 s, so this is generous;
+// it only matters when something else holds our devices open.
+const teardownTimeout = 2 * time.Minute
+
+// demo is one run: what it made, in the order it made it.
+type demo struct {
+	cfg  config
+	out  io.Writer
+	errw io.Writer
+
+	// undo holds the teardown steps, run last first.
+	undo []step
+
+	ctl  *dm.Control
+	lctl *loop.Control
+
+	dir                string // holds the two files
+	dataFile, metaFile string
+	data, meta         *loop.Device
+	pool               *thin.Pool
+	origin, snap       *thin.Volume
+	names              []string // dm devices made, in creation order
+}
+
+// step is one teardown action.
+type step struct {
+	what string // "remove device x", printed once done
+	fn   func(ctx context.Context) error
+}
+
+func newDemo(cfg config, stdout, stderr io.Writer) *demo {
+	return &demo{cfg: cfg, out: stdout, errw: stderr}
+}
+
+// say narrates a step.
+func (d *demo) say(format string, args ...any) {
+	fmt.Fprintf(d.out, format+"\n", args...)
+}
+
+// detail narrates what -v asks for.
+func (d *demo) detail(format string, args ...any) {
+	if d.cfg.verbose {
+		fmt.Fprintf(d.out, "    "+format+"\n", args...)
+	}
+}
+
+// printErr prints err on stderr; -v adds the stack of library errors.
+func (d *demo) printErr(err error) {
+	if d.cfg.verbose {
+		fmt.Fprintf(d.errw, "thinpool: %+v\n", err)
+		return
+	}
+	fmt.Fprintf(d.errw, "thinpool: %v\n", err)
+}
+
+func (d *demo) push(what string, fn func(context.Context) error) {
+	d.undo = append(d.undo, step{what: what, fn: fn})
+}
+
+// pop drops the last teardown step, for a creation that turned out not to
+// be ours.
+func (d *demo) pop() { d.undo = d.undo[:len(d.undo)-1] }
+
+// run makes everything and prints the report. Whatever it made is on
+// d.undo, also when it fails.
+func (d *demo) run(ctx context.Context) error {
+	c := d.cfg
+	// device-mapper first: without it, there is nothing to make files for.
+	ctl, err := dm.Open()
+	if err != nil {
+		return fmt.Errorf("open device-mapper: %w", err)
+	}
+	d.ctl = ctl
+	sync, why := ctl.UdevStatus()
+	if sync {
+		d.say("device-mapper interface %s; waiting for udev on every change", ctl.Version())
+	} else {
+		d.say("device-mapper interface %s; not waiting for udev (%s): managing /dev/mapper nodes directly", ctl.Version(), why)
+	}
+	if err := d.makeFiles(ctx); err != nil {
+		return err
+	}
+	if err := d.attachLoops(ctx); err != nil {
+		return err
+	}
+	if err := d.createPool(ctx); err != nil {
+		return err
+	}
+
+	// The thin volume: created in a transaction, so that the pool's
+	// transaction id records it, then activated.
+	if err := d.transaction(ctx, 0, "create_thin "+strconv.Itoa(int(originID)), func(tx *thin.Tx) error {
+		tx.CreateThin(originID)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if d.origin, err = d.activate(ctx, "vol", originID); err != nil {
+		return err
+	}
+
+	w := writePlan(c)
+	if err := d.write(ctx, d.origin, 0, w.first, 'A'); err != nil {
+		return err
+	}
+
+	// The snapshot: the library suspends the active origin around
+	// create_snap and always resumes it.
+	if err := d.transaction(ctx, 1, fmt.Sprintf("create_snap %d %d", snapID, originID), func(tx *thin.Tx) error {
+		tx.CreateSnapshot(snapID, originID)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if d.snap, err = d.activate(ctx, "snap", snapID); err != nil {
+		return err
+	}
+
+	if err := d.write(ctx, d.origin, w.secondOff, w.second, 'B'); err != nil {
+		return err
+	}
+	// Where the writes overlap, the origin has the new data and the
+	// snapshot the old: the pool copied those blocks on write.
+	overlap := w.first - w.secondOff
+	if err := d.verify(ctx, d.snap, w.secondOff, overlap, 'A'); err != nil {
+		return err
+	}
+	if err := d.verify(ctx, d.origin, w.secondOff, overlap, 'B'); err != nil {
+		return err
+	}
+	d.say("checked: where the writes overlap (%s), %s holds the second write and %s still the first", humanSize(overlap), d.origin.Name(), d.snap.Name())
+
+	r, err := d.report(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(d.out)
+	r.print(d.out)
+	fmt.Fprintln(d.out)
+	return nil
+}
+
+// makeFiles makes the directory, if asked to, and the two sparse files.
+func (d *demo) makeFiles(ctx context.Context) error {
+	c := d.cfg
+	if c.dir == "" {
+		dir, err := os.MkdirTemp("", c.name+"*")
+		if err != nil {
+			return err
+		}
+		d.dir = dir
+		d.push("remove directory "+dir, func(context.Context) error { return os.Remove(dir) })
+	} else {
+		fi, err := os.Stat(c.dir)
+		if err != nil {
+			return fmt.Errorf("-dir: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("-dir: %s is not a directory", c.dir)
+		}
+		d.dir = c.dir
+	}
+	d.dataFile = filepath.Join(d.dir, c.name+"data.img")
+	d.metaFile = filepath.Join(d.dir, c.name+"metadata.img")
+	for _, f := range []struct {
+		path string
+		size uint64
+	}{{d.dataFile, c.dataSize}, {d.metaFile, c.metaSize}} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := loop.CreateSparseFile(f.path, int64(f.size)); err != nil {
+			return err
+		}
+		path := f.path
+		d.push("remove file "+path, func(context.Context) error { return os.Remove(path) })
+		d.say("created sparse file %s (%s)", f.path, humanSize(f.size))
+	}
+	return nil
+}
+
+// attachLoops attaches both files to loop devices with autoclear: once
+// the pool is gone and our descriptors are closed, the kernel detaches
+// them, even if this program dies.
+func (d *demo) attachLoops(ctx context.Context) error {
+	lctl, err := loop.OpenControl()
+	if err != nil {
+		return err
+	}
+	d.lctl = lctl
+	for _, f := range []struct {
+		path string
+		dev  **loop.Device
+	}{{d.dataFile, &d.data}, {d.metaFile, &d.meta}} {
+		dev, err := lctl.Attach(ctx, f.path, &loop.Options{Autoclear: true})
+		if err != nil {
+			return err
+		}
+		*f.dev = dev
+		d.push("detach "+dev.Path(), func(ctx context.Context) error {
+			err := dev.Detach(ctx)
+			dev.Close()
+			if errors.Is(err, loop.ErrBusy) {
+				// Someone (udev's probe) still has it open: the
+				// kernel detaches it at the last close.
+				d.detail("%s is still open elsewhere; the kernel detaches it at its last close", dev.Path())
+				return nil
+			}
+			return err
+		})
+		d.say("attached %s (%s) to %s", dev.Path(), dev.Dev(), f.path)
+	}
+	return nil
+}
+
+// claim checks that no device is called name and registers its removal:
+// the demo removes only devices it made.
+func (d *demo) claim(ctx context.Context, name string, flags ...dm.Flag) error {
+	_, err := d.ctl.Info(ctx, dm.Name(name))
+	switch {
+	case err == nil:
+		return fmt.Errorf("a device named %s exists already, and it is not ours: pick another -name", name)
+	case !errors.Is(err, dm.ErrNotFound):
+		return err
+	}
+	d.push("remove device "+name, func(ctx context.Context) error {
+		err := d.ctl.Remove(ctx, dm.Name(name), flags...)
+		if errors.Is(err, dm.ErrNotFound) {
+			return nil // a failed create leaves nothing
+		}
+		return err
+	})
+	return nil
+}
+
+// createPool creates the pool over the two loop devices on fresh
+// metadata.
+func (d *demo) createPool(ctx context.Context) error {
+	c := d.cfg
+	bs := dm.Sectors(c.blockSize / dm.SectorSize)
+	blocks := thin.DataBlocks(c.dataSize / c.blockSize)
+	spec := thin.PoolSpec{
+		Metadata:     loopDev(d.meta),
+		Data:         loopDev(d.data),
+		BlockSize:    bs,
+		LowWaterMark: blocks / 10, // an event when 90% is used
+		// Fail writes at once when the pool is full, rather than queue
+		// them for 60 s: a demo should never hang.
+		ErrorIfNoSpace: true,
+	}
+	name := c.name + "pool"
+	if err := d.claim(ctx, name); err != nil {
+		return err
+	}
+	pool, err := thin.CreatePool(ctx, d.ctl, name, spec, thin.FormatMetadata(), thin.WithMetadataPath(d.meta.Path()))
+	if err != nil {
+		if errors.Is(err, dm.ErrExists) {
+			d.pop() // someone else's, made since claim
+		}
+		return err
+	}
+	d.pool = pool
+	d.names = append(d.names, name)
+	d.say("created thin pool %s (%s), %s of data in blocks of %s", name, pool.Dev(), humanSize(c.dataSize), humanSize(c.blockSize))
+	if live, err := pool.Spec(ctx); err == nil {
+		d.detail("table: %s", live.Target())
+	}
+	return nil
+}
+
+// transaction applies one thin-device change as transaction tid -> tid+1.
+func (d *demo) transaction(ctx context.Context, tid uint64, what string, fn func(*thin.Tx) error) error {
+	res, err := d.pool.Transaction(ctx, tid, fn)
+	if err != nil {
+		return err
+	}
+	d.say("%s in transaction %d -> %d", what, res.From, res.To)
+	return nil
+}
+
+// activate makes thin device id available as <name prefix><suffix>.
+func (d *demo) activate(ctx context.Context, suffix string, id thin.DeviceID) (*thin.Volume, error) {
+	name := d.cfg.name + suffix
+	var flags []dm.Flag
+	if d.cfg.deferred {
+		flags = append(flags, dm.Deferred)
+	}
+	if err := d.claim(ctx, name, flags...); err != nil {
+		return nil, err
+	}
+	v, err := d.pool.Activate(ctx, name, id, dm.Sectors(d.cfg.volSize/dm.SectorSize))
+	if err != nil {
+		if errors.Is(err, dm.ErrExists) {
+			d.pop()
+		}
+		return nil, err
+	}
+	d.names = append(d.names, name)
+	d.say("activated thin id %d as %s (%s), %s", id, volPath(v), v.Dev(), humanSize(v.Size().Bytes()))
+	return v, nil
+}
+
+// volPath is the volume's /dev/mapper node, or /dev/dm-N if that is
+// missing.
+func volPath(v *thin.Volume) string {
+	if _, err := os.Stat(v.MapperPath()); err == nil {
+		return v.MapperPath()
+	}
+	return v.DevPath()
+}
+
+// plan is what the demo writes: first at 0, then second at secondOff,
+// overlapping the second half of first.
+type plan struct{ first, second, secondOff uint64 }
+
+func writePlan(c config) plan {
+	first := min(16<<20, c.volSize/2) &^ 4095
+	return plan{first: first, second: first, secondOff: first / 2}
+}
+
+// chunk is the size of each write and read.
+const chunk = 1 << 20
+
+// write writes n bytes of pattern tag at off, and syncs.
+func (d *demo) write(ctx context.Context, v *thin.Volume, off, n uint64, tag byte) error {
+	t0 := time.Now()
+	path := volPath(v)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, chunk)
+	for done := uint64(0); done < n; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b := buf[:min(chunk, n-done)]
+		fill(b, tag, off+done)
+		if _, err := f.WriteAt(b, int64(off+done)); err != nil {
+			return err
+		}
+		done += uint64(len(b))
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d.say("wrote %s to %s at offset %s (%.2fs)", humanSize(n), v.Name(), humanSize(off), time.Since(t0).Seconds())
+	return nil
+}
+
+// verify checks that n bytes at off hold pattern tag.
+func (d *demo) verify(ctx context.Context, v *thin.Volume, off, n uint64, tag byte) error {
+	f, err := os.Open(volPath(v))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, want := make([]byte, chunk), make([]byte, chunk)
+	for done := uint64(0); done < n; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		g, w := got[:min(chunk, n-done)], want[:min(chunk, n-done)]
+		if _, err := f.ReadAt(g, int64(off+done)); err != nil {
+			return err
+		}
+		fill(w, tag, off+done)
+		if !bytes.Equal(g, w) {
+			i := 0
+			for g[i] == w[i] {
+				i++
+			}
+			return fmt.Errorf("%s: byte %d holds %q, want %q (write %c)", v.Name(), off+done+uint64(i), g[i], w[i], tag)
+		}
+		done += uint64(len(g))
+	}
+	return nil
+}
+
+// fill fills b, which starts at byte off of a volume, with write tag's
+// pattern: every 512-byte sector says what it is, readable with hexdump.
+func fill(b []byte, tag byte, off uint64) {
+	var sector [512]byte
+	for i := 0; i < len(b); {
+		at := off + uint64(i)
+		n := copy(sector[:], fmt.Sprintf("thinp demo: write %c, sector %d\n", tag, at/512))
+		for j := n; j < len(sector)-1; j++ {
+			sector[j] = tag
+		}
+		sector[len(sector)-1] = '\n'
+		i += copy(b[i:], sector[at%512:])
+	}
+}
+
+func loopDev(l *loop.Device) dm.Dev {
+	return dm.Dev{Major: l.Dev().Major(), Minor: l.Dev().Minor()}
+}
+
+// teardown undoes everything run made, last first, and goes on after a
+// failure. It does not use ctx's cancellation: a Ctrl-C must not stop the
+// cleanup it asked for.
+func (d *demo) teardown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		s := d.undo[i]
+		if err := s.fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
+			fmt.Fprintf(d.out, "teardown: %s: FAILED\n", s.what)
+			continue
+		}
+		fmt.Fprintf(d.out, "teardown: %s\n", s.what)
+	}
+	d.undo = nil
+	return errors.Join(errs...)
+}
+
+// close releases the descriptors the demo holds: the loop devices (with
+// autoclear they stay attached while a pool uses them), the loop control
+// and the dm control.
+func (d *demo) close() {
+	for _, l := range []*loop.Device{d.data, d.meta} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if d.lctl != nil {
+		d.lctl.Close()
+	}
+	if d.ctl != nil {
+		d.ctl.Close()
+	}
+}
+
+// printKept says what -keep left and how to remove it.
+func (d *demo) printKept() {
+	fmt.Fprintln(d.out, "kept everything (-keep). To remove it (dmsetup, or go run ./examples/dmsetup):")
+	for i := len(d.names) - 1; i >= 0; i-- {
+		fmt.Fprintf(d.out, "  dmsetup remove %s\n", d.names[i])
+	}
+	fmt.Fprintf(d.out, "  (%s and %s detach themselves once the pool is removed: autoclear)\n", d.data.Path(), d.meta.Path())
+	if d.cfg.dir == "" {
+		fmt.Fprintf(d.out, "  rm -r %s\n", d.dir)
+	} else {
+		fmt.Fprintf(d.out, "  rm %s %s\n", d.dataFile, d.metaFile)
+	}
+	fmt.Fprintf(d.out, "To grow the pool as it fills: go run ./examples/autoextend -pool %s -data-file %s\n", d.cfg.name+"pool", d.dataFile)
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime/debug"
+
+	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/thin"
+)
+
+// deferredRemoveSince is the dm interface version that brought deferred
+// removal (DM_DEFERRED_REMOVE, Linux 3.13).
+var deferredRemoveSince = dm.Version{4, 27, 0}
+
+// report is the status report: the devicemapper section of docker info,
+// and a little more.
+type report struct {
+	PoolName                 string
+	BlockSize                uint64 // bytes
+	Mode                     thin.PoolMode
+	TransactionID            uint64
+	LowWaterMark             thin.DataBlocks
+	NoSpace                  thin.NoSpacePolicy
+	DataDevice, MetaDevice   string // /dev/loopN
+	DataFile, MetaFile       string
+	DataUsed, DataTotal      uint64 // bytes
+	DataAvail                uint64 // bytes
+	MetaUsed, MetaTotal      uint64 // bytes
+	MetaAvail                uint64 // bytes
+	UdevSync                 bool
+	UdevReason               string
+	DeferredRemoval          bool
+	DeferredRemovalSupported bool
+	Library                  string
+	Interface                dm.Version
+	PoolTarget               dm.Version
+	Volumes                  []volumeReport
+}
+
+type volumeReport struct {
+	Name   string
+	ID     thin.DeviceID
+	Origin thin.DeviceID // 0: not a snapshot
+	Size   uint64        // bytes
+	Mapped uint64        // bytes
+}
+
+// report reads everything the report shows. The pool's status is read
+// with a metadata commit, so the figures include every write so far.
+func (d *demo) report(ctx context.Context) (report, error) {
+	st, err := d.pool.Status(ctx, thin.CommitMetadata())
+	if err != nil {
+		return report{}, err
+	}
+	d.detail("pool status: %s", st)
+	spec, err := d.pool.Spec(ctx)
+	if err != nil {
+		return report{}, err
+	}
+	target, err := d.ctl.TargetVersion(ctx, thin.PoolTargetType)
+	if err != nil {
+		return report{}, err
+	}
+	bs := d.pool.BlockSize().Bytes()
+	sync, why := d.ctl.UdevStatus()
+	r := report{
+		PoolName:                 d.pool.Name(),
+		BlockSize:                bs,
+		Mode:                     st.Mode,
+		TransactionID:            st.TransactionID,
+		LowWaterMark:             spec.LowWaterMark,
+		NoSpace:                  st.NoSpace,
+		DataDevice:               d.data.Path(),
+		MetaDevice:               d.meta.Path(),
+		DataFile:                 d.dataFile,
+		MetaFile:                 d.metaFile,
+		DataUsed:                 uint64(st.UsedData) * bs,
+		DataTotal:                uint64(st.TotalData) * bs,
+		MetaUsed:                 st.UsedMeta.Bytes(),
+		MetaTotal:                st.TotalMeta.Bytes(),
+		UdevSync:                 sync,
+		UdevReason:               why,
+		DeferredRemoval:          d.cfg.deferred,
+		DeferredRemovalSupported: d.ctl.Version().AtLeast(deferredRemoveSince),
+		Library:                  libraryVersion(),
+		Interface:                d.ctl.Version(),
+		PoolTarget:               target,
+	}
+	// As docker did: space in a pool on sparse files is only available
+	// if the file system holding them has it.
+	r.DataAvail = uint64(st.FreeData()) * bs
+	r.MetaAvail = st.FreeMeta().Bytes()
+	if free, ok := fsFree(filepath.Dir(d.dataFile)); ok {
+		r.DataAvail = min(r.DataAvail, free)
+	}
+	if free, ok := fsFree(filepath.Dir(d.metaFile)); ok {
+		r.MetaAvail = min(r.MetaAvail, free)
+	}
+	for _, v := range []struct {
+		vol    *thin.Volume
+		origin thin.DeviceID
+	}{{d.origin, 0}, {d.snap, originID}} {
+		vs, err := v.vol.Status(ctx)
+		if err != nil {
+			return report{}, err
+		}
+		d.detail("%s status: %s", v.vol.Name(), vs)
+		r.Volumes = append(r.Volumes, volumeReport{
+			Name:   v.vol.Name(),
+			ID:     v.vol.ID(),
+			Origin: v.origin,
+			Size:   v.vol.Size().Bytes(),
+			Mapped: vs.MappedSectors.Bytes(),
+		})
+	}
+	return r, nil
+}
+
+// libraryVersion names this library and its version, as docker named
+// libdevmapper's.
+func libraryVersion() string {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
+			if m.Path == "github.com/thinp/thinp" && m.Version != "" {
+				v = m.Version
+			}
+		}
+	}
+	return "github.com/thinp/thinp " + v + "; pure Go, no libdevmapper"
+}
+
+// print writes the report: one " Key: value" line per field, as docker
+// info did.
+func (r report) print(w io.Writer) {
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(w, " %s: %s\n", k, fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintln(w, "Storage Driver: devicemapper (thinp)")
+	line("Pool Name", "%s", r.PoolName)
+	line("Pool Blocksize", "%s", humanSize(r.BlockSize))
+	line("Pool Mode", "%s", r.Mode)
+	line("Transaction Id", "%d", r.TransactionID)
+	line("Low Water Mark", "%d blocks (%s)", r.LowWaterMark, humanSize(uint64(r.LowWaterMark)*r.BlockSize))
+	line("No Space Policy", "%s", r.NoSpace)
+	line("Data file", "%s", r.DataDevice)
+	line("Metadata file", "%s", r.MetaDevice)
+	line("Data loop file", "%s", r.DataFile)
+	line("Metadata loop file", "%s", r.MetaFile)
+	line("Data Space Used", "%s", humanSize(r.DataUsed))
+	line("Data Space Total", "%s", humanSize(r.DataTotal))
+	line("Data Space Available", "%s", humanSize(r.DataAvail))
+	line("Metadata Space Used", "%s", humanSize(r.MetaUsed))
+	line("Metadata Space Total", "%s", humanSize(r.MetaTotal))
+	line("Metadata Space Available", "%s", humanSize(r.MetaAvail))
+	if r.UdevSync {
+		line("Udev Sync Supported", "true")
+	} else {
+		line("Udev Sync Supported", "false (%s)", r.UdevReason)
+	}
+	line("Deferred Removal Enabled", "%t (supported by the kernel: %t)", r.DeferredRemoval, r.DeferredRemovalSupported)
+	line("Library Version", "%s", r.Library)
+	line("Driver Version", "%s (device-mapper ioctl interface)", r.Interface)
+	line("Thin Pool Target Version", "%s", r.PoolTarget)
+	fmt.Fprintln(w, " Volumes:")
+	for _, v := range r.Volumes {
+		kind := "thin volume"
+		if v.Origin != 0 {
+			kind = fmt.Sprintf("snapshot of thin id %d", v.Origin)
+		}
+		fmt.Fprintf(w, "  %s: thin id %d, %s, size %s, mapped %s\n", v.Name, v.ID, kind, humanSize(v.Size), humanSize(v.Mapped))
+	}
+}
