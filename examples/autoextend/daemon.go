@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"log"
 	"os"
@@ -99,12 +100,12 @@ func (d *daemon) open(ctx context.Context) error {
 		d.log.Printf("warning: pool %s's low water mark is 0, so the kernel signals only when it is full; consider -threshold", c.pool)
 	}
 	if spec.Length.Bytes() >= c.max {
-		d.log.Printf("warning: pool %s's data (%s) is already at or past -max %s: it will not grow", c.pool, iecSize(spec.Length.Bytes()), iecSize(c.max))
+		d.log.Printf("warning: pool %s's data (%s) is already at or past -max %s: it will not grow", c.pool, size.IEC(spec.Length.Bytes()), size.IEC(c.max))
 		d.atMax = true
 	}
 	d.banner = fmt.Sprintf("watching pool %s (%s): data %s in blocks of %s on %s (%s), threshold %d blocks (%s), step %s, max %s",
-		c.pool, pool.Dev(), iecSize(spec.Length.Bytes()), iecSize(bsBytes), ls.Path, c.dataFile,
-		spec.LowWaterMark, iecSize(uint64(spec.LowWaterMark)*bsBytes), iecSize(c.step), iecSize(c.max))
+		c.pool, pool.Dev(), size.IEC(spec.Length.Bytes()), size.IEC(bsBytes), ls.Path, c.dataFile,
+		spec.LowWaterMark, size.IEC(uint64(spec.LowWaterMark)*bsBytes), size.IEC(c.step), size.IEC(c.max))
 	return nil
 }
 
@@ -304,7 +305,7 @@ func (d *daemon) extend(ctx context.Context, st thin.PoolStatus, spec thin.PoolS
 	next := min(cur+step, thin.DataBlocks(c.max/bsBytes))
 	if next <= cur {
 		if !d.atMax {
-			d.log.Printf("pool %s is at -max %s with %d blocks free (threshold %d): not growing it further", c.pool, iecSize(c.max), st.FreeData(), thr)
+			d.log.Printf("pool %s is at -max %s with %d blocks free (threshold %d): not growing it further", c.pool, size.IEC(c.max), st.FreeData(), thr)
 			d.atMax = true
 		}
 		return false, nil
@@ -359,12 +360,12 @@ func (d *daemon) extend(ctx context.Context, st thin.PoolStatus, spec thin.PoolS
 	}
 	d.atMax = false
 	d.log.Printf("extended pool %s data from %s to %s (+%s, %d -> %d blocks): %d blocks were free (%.1f%% used), threshold %d; took %.2fs",
-		c.pool, iecSize(spec.Length.Bytes()), iecSize(length.Bytes()), iecSize(length.Bytes()-spec.Length.Bytes()), cur, next,
+		c.pool, size.IEC(spec.Length.Bytes()), size.IEC(length.Bytes()), size.IEC(length.Bytes()-spec.Length.Bytes()), cur, next,
 		st.FreeData(), st.DataPercent(), thr, time.Since(t0).Seconds())
 	if free, ok := fsFree(filepath.Dir(c.dataFile)); ok {
 		offered := uint64(next-min(next, st.UsedData)) * bsBytes
 		if free < offered {
-			d.log.Printf("warning: the file system holding %s has %s free, less than the %s the pool now offers", c.dataFile, iecSize(free), iecSize(offered))
+			d.log.Printf("warning: the file system holding %s has %s free, less than the %s the pool now offers", c.dataFile, size.IEC(free), size.IEC(offered))
 		}
 	}
 	return true, nil
@@ -385,7 +386,7 @@ func (d *daemon) unsuspend(ctx context.Context, length dm.Sectors, lwm thin.Data
 	if err != nil || !info.Suspended {
 		return
 	}
-	d.log.Printf("warning: pool %s was left suspended by the failed reload; reloading it with %s", d.cfg.pool, iecSize(length.Bytes()))
+	d.log.Printf("warning: pool %s was left suspended by the failed reload; reloading it with %s", d.cfg.pool, size.IEC(length.Bytes()))
 	live, err := d.pool.Spec(ctx)
 	if err == nil {
 		err = d.ctl.Reload(ctx, dm.Name(d.cfg.pool), withLength(live, length, lwm).Table())

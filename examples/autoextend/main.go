@@ -44,6 +44,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"os"
 	"os/signal"
@@ -100,8 +101,8 @@ Flags:
 // on stdout and returns flag.ErrHelp.
 func parseFlags(args []string, stdout io.Writer) (config, error) {
 	var cfg config
-	step := &sizeFlag{defaultStep}
-	max := &sizeFlag{defaultMax}
+	step := &size.Flag{N: defaultStep}
+	max := &size.Flag{N: defaultMax}
 	fs := flag.NewFlagSet("autoextend", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.pool, "pool", "", "name of the thin-pool device (required)")
@@ -119,7 +120,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		}
 		return cfg, err
 	}
-	cfg.step, cfg.max = step.n, max.n
+	cfg.step, cfg.max = step.N, max.N
 	switch {
 	case fs.NArg() > 0:
 		return cfg, fmt.Errorf("unexpected argument %q (autoextend takes only flags)", fs.Arg(0))

@@ -30,34 +30,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestParseSize(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want uint64
-		err  bool
-	}{
-		{"1048576", 1 << 20, false},
-		{"64MiB", 64 << 20, false},
-		{"16M", 16 << 20, false},
-		{"1G", 1 << 30, false},
-		{"2GB", 2e9, false},
-		{"", 0, true},
-		{"1.5G", 0, true},
-		{"1Q", 0, true},
-		{"99999999999T", 0, true},
-	} {
-		got, err := parseSize(tt.in)
-		if (err != nil) != tt.err || got != tt.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d, error %t", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-	for n, want := range map[uint64]string{0: "0B", 64 << 20: "64MiB", 1 << 30: "1GiB", 3 << 29: "1.5GiB", 3 << 39: "1.5TiB", 1000: "1000B", 1025 << 10: "1025KiB", 5000000: "5000000B", 1 << 62: "4EiB"} {
-		if got := iecSize(n); got != want {
-			t.Errorf("iecSize(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestThreshold(t *testing.T) {
 	const bs = 64 << 10
 	for _, tt := range []struct {

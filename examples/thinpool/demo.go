@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"os"
 	"path/filepath"
@@ -153,7 +154,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.verify(ctx, d.origin, w.secondOff, overlap, 'B'); err != nil {
 		return err
 	}
-	d.say("checked: where the writes overlap (%s), %s holds the second write and %s still the first", humanSize(overlap), d.origin.Name(), d.snap.Name())
+	d.say("checked: where the writes overlap (%s), %s holds the second write and %s still the first", size.Human(overlap), d.origin.Name(), d.snap.Name())
 
 	r, err := d.report(ctx)
 	if err != nil {
@@ -199,7 +200,7 @@ func (d *demo) makeFiles(ctx context.Context) error {
 		}
 		path := f.path
 		d.push("remove file "+path, func(context.Context) error { return os.Remove(path) })
-		d.say("created sparse file %s (%s)", f.path, humanSize(f.size))
+		d.say("created sparse file %s (%s)", f.path, size.Human(f.size))
 	}
 	return nil
 }
@@ -286,7 +287,7 @@ func (d *demo) createPool(ctx context.Context) error {
 	}
 	d.pool = pool
 	d.names = append(d.names, name)
-	d.say("created thin pool %s (%s), %s of data in blocks of %s", name, pool.Dev(), humanSize(c.dataSize), humanSize(c.blockSize))
+	d.say("created thin pool %s (%s), %s of data in blocks of %s", name, pool.Dev(), size.Human(c.dataSize), size.Human(c.blockSize))
 	if live, err := pool.Spec(ctx); err == nil {
 		d.detail("table: %s", live.Target())
 	}
@@ -321,7 +322,7 @@ func (d *demo) activate(ctx context.Context, suffix string, id thin.DeviceID) (*
 		return nil, err
 	}
 	d.names = append(d.names, name)
-	d.say("activated thin id %d as %s (%s), %s", id, volPath(v), v.Dev(), humanSize(v.Size().Bytes()))
+	d.say("activated thin id %d as %s (%s), %s", id, volPath(v), v.Dev(), size.Human(v.Size().Bytes()))
 	return v, nil
 }
 
@@ -373,7 +374,7 @@ func (d *demo) write(ctx context.Context, v *thin.Volume, off, n uint64, tag byt
 	if err := f.Close(); err != nil {
 		return err
 	}
-	d.say("wrote %s to %s at offset %s (%.2fs)", humanSize(n), v.Name(), humanSize(off), time.Since(t0).Seconds())
+	d.say("wrote %s to %s at offset %s (%.2fs)", size.Human(n), v.Name(), size.Human(off), time.Since(t0).Seconds())
 	return nil
 }
 

@@ -50,6 +50,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"os"
 	"os/signal"
@@ -114,10 +115,10 @@ Flags:
 // on stdout and returns flag.ErrHelp.
 func parseFlags(args []string, stdout, stderr io.Writer) (config, error) {
 	cfg := config{name: defaultName}
-	data := &sizeFlag{defaultDataSize}
-	meta := &sizeFlag{defaultMetaSize}
-	block := &sizeFlag{defaultBlockSize}
-	vol := &sizeFlag{defaultVolSize}
+	data := &size.Flag{N: defaultDataSize}
+	meta := &size.Flag{N: defaultMetaSize}
+	block := &size.Flag{N: defaultBlockSize}
+	vol := &size.Flag{N: defaultVolSize}
 	fs := flag.NewFlagSet("thinpool", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.dir, "dir", "", "directory for the sparse files (default: a new temporary directory, removed at teardown)")
@@ -145,7 +146,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (thinpool takes only flags)", fs.Arg(0))
 	}
-	cfg.dataSize, cfg.metaSize, cfg.blockSize, cfg.volSize = data.n, meta.n, block.n, vol.n
+	cfg.dataSize, cfg.metaSize, cfg.blockSize, cfg.volSize = data.N, meta.N, block.N, vol.N
 	return cfg, cfg.validate()
 }
 
@@ -164,20 +165,20 @@ func (c config) validate() error {
 	case len(c.name)+len("pool") > 127:
 		return fmt.Errorf("-name: %d bytes is too long for a device-mapper name", len(c.name))
 	case c.blockSize < minBlock || c.blockSize > maxBlock || c.blockSize%minBlock != 0:
-		return fmt.Errorf("-block-size: %s is not a multiple of 64KiB from 64KiB to 1GiB", iecSize(c.blockSize))
+		return fmt.Errorf("-block-size: %s is not a multiple of 64KiB from 64KiB to 1GiB", size.IEC(c.blockSize))
 	case c.metaSize < minMetaSize:
-		return fmt.Errorf("-meta-size: %s is less than the 2MiB minimum", iecSize(c.metaSize))
+		return fmt.Errorf("-meta-size: %s is less than the 2MiB minimum", size.IEC(c.metaSize))
 	case c.metaSize%4096 != 0:
-		return fmt.Errorf("-meta-size: %s is not a multiple of the 4KiB metadata block", iecSize(c.metaSize))
+		return fmt.Errorf("-meta-size: %s is not a multiple of the 4KiB metadata block", size.IEC(c.metaSize))
 	case c.dataSize < 4*c.blockSize:
-		return fmt.Errorf("-data-size: %s is less than 4 pool blocks of %s", iecSize(c.dataSize), iecSize(c.blockSize))
+		return fmt.Errorf("-data-size: %s is less than 4 pool blocks of %s", size.IEC(c.dataSize), size.IEC(c.blockSize))
 	case c.volSize < minVolSize:
-		return fmt.Errorf("-volume-size: %s is less than 1MiB", iecSize(c.volSize))
+		return fmt.Errorf("-volume-size: %s is less than 1MiB", size.IEC(c.volSize))
 	case c.volSize%512 != 0:
-		return fmt.Errorf("-volume-size: %s is not a multiple of 512 bytes", iecSize(c.volSize))
+		return fmt.Errorf("-volume-size: %s is not a multiple of 512 bytes", size.IEC(c.volSize))
 	}
 	if w := writePlan(c); w.first+w.second > c.dataSize/c.blockSize*c.blockSize {
-		return fmt.Errorf("-data-size: %s cannot hold the demo's writes (%s)", iecSize(c.dataSize), humanSize(w.first+w.second))
+		return fmt.Errorf("-data-size: %s cannot hold the demo's writes (%s)", size.IEC(c.dataSize), size.Human(w.first+w.second))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"path/filepath"
 	"runtime/debug"
@@ -141,21 +142,21 @@ func (r report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w, "Storage Driver: devicemapper (thinp)")
 	line("Pool Name", "%s", r.PoolName)
-	line("Pool Blocksize", "%s", humanSize(r.BlockSize))
+	line("Pool Blocksize", "%s", size.Human(r.BlockSize))
 	line("Pool Mode", "%s", r.Mode)
 	line("Transaction Id", "%d", r.TransactionID)
-	line("Low Water Mark", "%d blocks (%s)", r.LowWaterMark, humanSize(uint64(r.LowWaterMark)*r.BlockSize))
+	line("Low Water Mark", "%d blocks (%s)", r.LowWaterMark, size.Human(uint64(r.LowWaterMark)*r.BlockSize))
 	line("No Space Policy", "%s", r.NoSpace)
 	line("Data file", "%s", r.DataDevice)
 	line("Metadata file", "%s", r.MetaDevice)
 	line("Data loop file", "%s", r.DataFile)
 	line("Metadata loop file", "%s", r.MetaFile)
-	line("Data Space Used", "%s", humanSize(r.DataUsed))
-	line("Data Space Total", "%s", humanSize(r.DataTotal))
-	line("Data Space Available", "%s", humanSize(r.DataAvail))
-	line("Metadata Space Used", "%s", humanSize(r.MetaUsed))
-	line("Metadata Space Total", "%s", humanSize(r.MetaTotal))
-	line("Metadata Space Available", "%s", humanSize(r.MetaAvail))
+	line("Data Space Used", "%s", size.Human(r.DataUsed))
+	line("Data Space Total", "%s", size.Human(r.DataTotal))
+	line("Data Space Available", "%s", size.Human(r.DataAvail))
+	line("Metadata Space Used", "%s", size.Human(r.MetaUsed))
+	line("Metadata Space Total", "%s", size.Human(r.MetaTotal))
+	line("Metadata Space Available", "%s", size.Human(r.MetaAvail))
 	if r.UdevSync {
 		line("Udev Sync Supported", "true")
 	} else {
@@ -171,6 +172,6 @@ func (r report) print(w io.Writer) {
 		if v.Origin != 0 {
 			kind = fmt.Sprintf("snapshot of thin id %d", v.Origin)
 		}
-		fmt.Fprintf(w, "  %s: thin id %d, %s, size %s, mapped %s\n", v.Name, v.ID, kind, humanSize(v.Size), humanSize(v.Mapped))
+		fmt.Fprintf(w, "  %s: thin id %d, %s, size %s, mapped %s\n", v.Name, v.ID, kind, size.Human(v.Size), size.Human(v.Mapped))
 	}
 }
