@@ -47,6 +47,8 @@
 //	THINP_VM_TIMEOUT        time limit per boot (default 20m)
 //	THINP_VM_SILENCE        how long a silent guest lives (default 90s)
 //	THINP_VM_MEMORY, THINP_VM_CPUS  guest size (default 2048 MiB, 2)
+//	THINP_VM_CPU_MODEL      QEMU's -cpu (default max)
+//	THINP_VM_APPEND         more guest kernel parameters
 //	THINP_VM_KEEP=1         keep the work directory (initramfs, binaries)
 //	THINP_VM_PKGS           TestVM: package patterns (default ./...)
 //	THINP_VM_RUN            TestVM: -test.run for the guest (default ^TestIntegration)

@@ -40,6 +40,8 @@ type BootConfig struct {
 	MemoryMiB, CPUs int
 	// CPUModel is QEMU's -cpu (default "max").
 	CPUModel string
+	// Append is added to the kernel command line.
+	Append string
 	// Timeout bounds the whole boot; the VM is killed when it runs out.
 	Timeout time.Duration
 	// Silence is how long the guest may go without an event (its /init
@@ -162,6 +164,9 @@ func qemuArgs(cfg BootConfig) []string {
 		proto.UdevParam + "=" + udev
 	if cfg.From > 0 {
 		appendLine += " " + proto.FromParam + "=" + strconv.Itoa(cfg.From)
+	}
+	if cfg.Append != "" {
+		appendLine += " " + cfg.Append
 	}
 	return []string{
 		"-machine", "q35", "-accel", cfg.Accel, "-cpu", model,

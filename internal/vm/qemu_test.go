@@ -242,7 +242,7 @@ esac
 		t.Errorf("tests %+v", o.Tests)
 	}
 	errs := strings.Join(o.Errors, "\n")
-	if !strings.Contains(errs, "Kernel panic") || !strings.Contains(errs, "the guest died in a TestA") {
+	if !strings.Contains(errs, "Kernel panic") || !strings.Contains(errs, "the guest ended while a ran TestA") {
 		t.Errorf("errors:\n%s", errs)
 	}
 }

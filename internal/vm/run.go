@@ -29,6 +29,8 @@ type Settings struct {
 	MemoryMiB, CPUs int
 	// CPUModel is QEMU's -cpu (THINP_VM_CPU_MODEL; default max).
 	CPUModel string
+	// Append is added to the guest kernel's command line (THINP_VM_APPEND).
+	Append string
 	// Keep keeps the work directory with the initramfs and binaries
 	// (THINP_VM_KEEP=1).
 	Keep bool
@@ -70,6 +72,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	}
 	s.Keep = getenv("THINP_VM_KEEP") == "1"
 	s.CPUModel = getenv("THINP_VM_CPU_MODEL")
+	s.Append = getenv("THINP_VM_APPEND")
 	return s, err
 }
 
@@ -258,7 +261,7 @@ func (r *Runner) Boot(ctx context.Context, img *Image, udev bool) (*Outcome, err
 	name := BootName(udev)
 	cfg := BootConfig{
 		QEMU: r.Host.QEMU, Kernel: r.Host.Kernel.Image, Initrd: img.Path, Udev: udev,
-		Accel: accel, MemoryMiB: r.Settings.MemoryMiB, CPUs: r.Settings.CPUs, CPUModel: r.Settings.CPUModel,
+		Accel: accel, MemoryMiB: r.Settings.MemoryMiB, CPUs: r.Settings.CPUs, CPUModel: r.Settings.CPUModel, Append: r.Settings.Append,
 		Timeout: r.Settings.Timeout, Silence: r.Settings.Silence, Console: r.Console,
 	}
 	if r.OnEvent != nil {
@@ -283,28 +286,31 @@ func (r *Runner) Boot(ctx context.Context, img *Image, udev bool) (*Outcome, err
 			total.Total += o.Total
 			total.Done, total.Code, total.ConsoleTail = o.Done, o.Code, o.ConsoleTail
 		}
-		if o.Done || o.job < 0 || o.stopped == "timeout" || o.stopped == "cancel" {
+		if o.Done || o.job < 0 {
 			break
 		}
+		// The guest ended in the middle of a job: the test that was
+		// running fails.
 		test := o.test
 		if test == "" {
 			test = "[no test running]"
 		}
 		total.Tests = append(total.Tests, TestResult{Job: o.jobName, Name: test, Verdict: proto.Fail})
 		total.Jobs = append(total.Jobs, JobResult{Name: o.jobName, Code: -1})
-		msg := fmt.Sprintf("the guest died in %s %s", o.jobName, test)
-		if o.job+1 < img.Jobs {
+		if cfg.OnEvent != nil {
+			cfg.OnEvent(proto.Event{E: proto.EvTest, Job: o.jobName, Verdict: proto.Fail, Name: test})
+		}
+		msg := fmt.Sprintf("the guest ended while %s ran %s", o.jobName, test)
+		restart := o.stopped != "timeout" && o.stopped != "cancel" && o.job+1 < img.Jobs
+		if restart {
 			msg += "; booting again to run the packages after it"
 		}
 		total.Errors = append(total.Errors, msg)
 		r.logf("vm: [%s] %s", name, msg)
-		if cfg.OnEvent != nil {
-			cfg.OnEvent(proto.Event{E: proto.EvTest, Job: o.jobName, Verdict: proto.Fail, Name: test})
-		}
-		cfg.From = o.job + 1
-		if cfg.From >= img.Jobs {
+		if !restart {
 			break
 		}
+		cfg.From = o.job + 1
 		total.Reboots++
 	}
 	if len(tails) > 0 {
