@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/internal/testenv"
@@ -27,6 +28,10 @@ func vmSetup(t *testing.T, opts ...dm.Option) (*dm.Control, string) {
 	testenv.Privileged(t)
 	prefix := testenv.Prefix(t)
 	testenv.CheckLeaks(t, prefix)
+	// Under TCG udevd can take tens of seconds for a pool's events when
+	// it is busy; a longer udev deadline keeps that from failing tests
+	// (callers may still pass their own).
+	opts = append([]dm.Option{dm.WithUdevTimeout(2 * time.Minute)}, opts...)
 	ctl, err := dm.Open(opts...)
 	if err != nil {
 		t.Fatalf("%+v", err)
