@@ -709,3 +709,46 @@ func TestIntegrationDepsSorted(t *testing.T) {
 		t.Errorf("deps %v, want %v", got, want)
 	}
 }
+
+// TestIntegrationLearnedBufferMiss: after many small status and table
+// replies the Control starts those commands with a small buffer; a device
+// whose reply is far larger (2,000 targets, about 100 KiB of status) must
+// still come back whole, through DM_BUFFER_FULL_FLAG and a retry, and the
+// small device after it too.
+func TestIntegrationLearnedBufferMiss(t *testing.T) {
+	ctl, prefix := setup(t)
+	ctx := context.Background()
+	small, big := prefix+"small", prefix+"big"
+	if _, err := ctl.Create(ctx, small, dm.Table{{Length: 8, Type: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	tb := make(dm.Table, n)
+	for i := range tb {
+		tb[i] = dm.Target{Start: dm.Sectors(i * 8), Length: 8, Type: "error"}
+	}
+	if _, err := ctl.Create(ctx, big, tb); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		if st, err := ctl.Status(ctx, dm.Name(small)); err != nil || len(st) != 1 {
+			t.Fatalf("status of %s: %v, %v", small, st, err)
+		}
+		if got, err := ctl.Table(ctx, dm.Name(small)); err != nil || len(got) != 1 {
+			t.Fatalf("table of %s: %v, %v", small, got, err)
+		}
+	}
+	for round := 0; round < 3; round++ {
+		st, err := ctl.Status(ctx, dm.Name(big))
+		if err != nil || len(st) != n || st[n-1].Start != dm.Sectors((n-1)*8) || st[n-1].Type != "error" {
+			t.Fatalf("round %d: status of %s: %d targets, %v", round, big, len(st), err)
+		}
+		got, err := ctl.Table(ctx, dm.Name(big))
+		if err != nil || len(got) != n || got.String() != tb.String() {
+			t.Fatalf("round %d: table of %s: %d targets, %v", round, big, len(got), err)
+		}
+		if st, err := ctl.Status(ctx, dm.Name(small)); err != nil || len(st) != 1 || st[0].Type != "zero" {
+			t.Fatalf("round %d: status of %s after %s: %v, %v", round, small, big, st, err)
+		}
+	}
+}

@@ -454,7 +454,10 @@ func (c *Control) Table(ctx context.Context, ref Ref, flags ...Flag) (Table, err
 		return nil, newError("table", ref, err)
 	}
 	var t Table
-	err = c.tableStatus(ctx, "table", ref, f.wire()|ioctl.FlagStatusTable, func(s ioctl.TargetSpec) {
+	err = c.tableStatus(ctx, "table", ref, f.wire()|ioctl.FlagStatusTable, func(n int, s ioctl.TargetSpec) {
+		if t == nil {
+			t = make(Table, 0, n)
+		}
 		t = append(t, Target{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Params: s.Params})
 	})
 	return t, err
@@ -472,20 +475,26 @@ func (c *Control) Status(ctx context.Context, ref Ref, flags ...Flag) ([]TargetS
 		return nil, newError("status", ref, err)
 	}
 	var st []TargetStatus
-	err = c.tableStatus(ctx, "status", ref, f.wire(), func(s ioctl.TargetSpec) {
+	err = c.tableStatus(ctx, "status", ref, f.wire(), func(n int, s ioctl.TargetSpec) {
+		if st == nil {
+			st = make([]TargetStatus, 0, n)
+		}
 		st = append(st, TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
 	})
 	return st, err
 }
 
-func (c *Control) tableStatus(ctx context.Context, op string, ref Ref, f ioctl.Flags, each func(ioctl.TargetSpec)) error {
+// tableStatus issues DM_TABLE_STATUS and calls each with every target's
+// spec, and the number of targets the kernel reports.
+func (c *Control) tableStatus(ctx context.Context, op string, ref Ref, f ioctl.Flags, each func(n int, s ioctl.TargetSpec)) error {
 	r := &ioctl.Request{Cmd: ioctl.CmdTableStatus}
 	r.Header.Flags = f
 	return c.do(ctx, op, ref, r, func(h *ioctl.Header, b []byte) error {
 		var tr ioctl.TargetReader
 		tr.Reset(h, b)
+		n := int(min(h.TargetCount, 1<<16)) // a capacity hint only
 		for tr.Next() {
-			each(tr.Spec())
+			each(n, tr.Spec())
 		}
 		return tr.Err()
 	})

@@ -126,13 +126,151 @@ func TestDoBufferFullDoubles(t *testing.T) {
 	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{16 << 10}) {
 		t.Errorf("table status: buffer sizes %v, want [16384]", s)
 	}
-	// A smaller reply later does not shrink the hint.
+	// One smaller reply does not shrink the learned size.
 	k.reset()
 	if err := c.Do(&Request{Cmd: CmdListDevices}, func(*Header, []byte) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{128 << 10}) {
 		t.Errorf("third list: buffer sizes %v, want [131072]", s)
+	}
+}
+
+// do issues one request of cmd on c and fails the test on error.
+func do(t *testing.T, c *Conn, cmd Cmd) {
+	t.Helper()
+	if err := c.Do(&Request{Cmd: cmd}, func(*Header, []byte) error { return nil }); err != nil {
+		t.Fatalf("%v: %v", cmd, err)
+	}
+}
+
+// TestDoLearnsSmallBuffers: a command that only reads starts at 16 KiB,
+// then at the size its replies need (a quarter more, rounded up to a power
+// of two, at least 1 KiB); a reply that does not fit goes straight back to
+// 16 KiB; the size shrinks only after a window of smaller replies.
+func TestDoLearnsSmallBuffers(t *testing.T) {
+	k := &fakeKernel{fn: needPayload(500)} // a pool status: 312 + 40 + ~150
+	c := &Conn{T: k}
+	do(t, c, CmdTableStatus)
+	do(t, c, CmdTableStatus)
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{16 << 10, 1 << 10}) {
+		t.Fatalf("sizes %v, want [16384 1024]", s)
+	}
+
+	// 812 bytes used: 1015 with a quarter more still fits in 1 KiB;
+	// 900 used (1125) needs 2 KiB.
+	for _, tc := range []struct{ payload, want int }{{500, 1 << 10}, {900 - DataStart, 2 << 10}, {4000, 8 << 10}, {70000, 128 << 10}} {
+		k := &fakeKernel{fn: needPayload(tc.payload)}
+		c := &Conn{T: k}
+		do(t, c, CmdListDevices)
+		k.reset()
+		do(t, c, CmdListDevices)
+		if s := k.sizes(); len(s) != 1 || s[0] != tc.want {
+			t.Errorf("payload %d: second call sizes %v, want [%d]", tc.payload, s, tc.want)
+		}
+	}
+
+	// A larger reply: one 1 KiB try, then 16 KiB, then doubling.
+	k.reset()
+	k.fn = needPayload(20000)
+	do(t, c, CmdTableStatus)
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{1 << 10, 16 << 10, 32 << 10}) {
+		t.Fatalf("sizes %v, want [1024 16384 32768]", s)
+	}
+	// The size that served is kept while the window lasts, although the
+	// replies are small again: with one large reply in sixteen, a scan
+	// does not pay a miss each time.
+	k.reset()
+	k.fn = needPayload(500)
+	for i := 0; i < sizeWindow; i++ {
+		do(t, c, CmdTableStatus)
+	}
+	for i, s := range k.sizes() {
+		if s != 32<<10 {
+			t.Fatalf("call %d of the window: size %d, want 32768 (sizes %v)", i, s, k.sizes())
+		}
+	}
+	// After a whole window of small replies it shrinks.
+	k.reset()
+	for i := 0; i < sizeWindow+1; i++ {
+		do(t, c, CmdTableStatus)
+	}
+	s := k.sizes()
+	if s[len(s)-1] != 1<<10 {
+		t.Errorf("after small replies: sizes %v, want a return to 1024", s)
+	}
+	// Other commands learn nothing from these.
+	k.reset()
+	do(t, c, CmdTableDeps)
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{16 << 10}) {
+		t.Errorf("deps: sizes %v, want [16384]", s)
+	}
+}
+
+// TestDoNoLearningWithoutDataSize: when the kernel writes nothing (a
+// status of a device without a table) it leaves data_size as sent, which
+// says nothing about the size needed: the learned size stays.
+func TestDoNoLearningWithoutDataSize(t *testing.T) {
+	k := &fakeKernel{fn: needPayload(500)}
+	c := &Conn{T: k}
+	do(t, c, CmdTableStatus)
+	k.fn = func(uint, []byte) error { return nil } // data_size untouched
+	for i := 0; i < 3*sizeWindow; i++ {
+		do(t, c, CmdTableStatus)
+	}
+	for _, s := range k.sizes()[1:] {
+		if s != 1<<10 {
+			t.Fatalf("sizes %v: want 1024 throughout", k.sizes())
+		}
+	}
+}
+
+// TestDoMessagesKeepDefaultBuffer: DM_TARGET_MSG and DM_DEV_WAIT do not
+// start below 16 KiB however small their replies: a message resent after
+// DM_BUFFER_FULL_FLAG runs twice.
+func TestDoMessagesKeepDefaultBuffer(t *testing.T) {
+	for _, cmd := range []Cmd{CmdTargetMsg, CmdDevWait} {
+		k := &fakeKernel{fn: needPayload(10)}
+		c := &Conn{T: k}
+		for i := 0; i < 2*sizeWindow; i++ {
+			if err := c.Do(&Request{Cmd: cmd, Message: "x"}, func(*Header, []byte) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, s := range k.sizes() {
+			if s != 16<<10 {
+				t.Fatalf("%v: sizes %v, want 16384 throughout", cmd, k.sizes())
+			}
+		}
+		// A size that had to grow is kept for good.
+		k.reset()
+		k.fn = needPayload(20000)
+		if err := c.Do(&Request{Cmd: cmd, Message: "x"}, func(*Header, []byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		k.fn = needPayload(10)
+		for i := 0; i < 2*sizeWindow; i++ {
+			if err := c.Do(&Request{Cmd: cmd, Message: "x"}, func(*Header, []byte) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := k.sizes(); s[0] != 16<<10 || s[1] != 32<<10 || s[len(s)-1] != 32<<10 {
+			t.Errorf("%v: sizes %v, want 16384, then 32768 throughout", cmd, s)
+		}
+	}
+}
+
+// TestDoLearnedSizeUnderCap: a MaxBuffer below 16 KiB still allows the
+// retry after a learned size falls short.
+func TestDoLearnedSizeUnderCap(t *testing.T) {
+	k := &fakeKernel{fn: needPayload(500)}
+	c := &Conn{T: k, MaxBuffer: 4 << 10}
+	do(t, c, CmdTableStatus) // starts at 16 KiB: the cap only bounds growth
+	k.reset()
+	k.fn = needPayload(3000)
+	do(t, c, CmdTableStatus)
+	if s := k.sizes(); fmt.Sprint(s) != fmt.Sprint([]int{1 << 10, 4 << 10}) {
+		t.Errorf("sizes %v, want [1024 4096]", s)
 	}
 }
 
@@ -212,7 +350,8 @@ func TestDoDefaultCap(t *testing.T) {
 		t.Errorf("sizes %v: want 16 KiB doubling to 1 GiB in 17 steps", s)
 	}
 	// Large buffers are not pooled.
-	for _, b := range c.pool {
+	for _, rb := range c.pool {
+		b := rb.b
 		if cap(b) > maxPooledSize {
 			t.Errorf("pooled a %d-byte buffer", cap(b))
 		}
@@ -312,7 +451,8 @@ func TestDoSecureData(t *testing.T) {
 	}
 	checkPool := func(t *testing.T, c *Conn) {
 		t.Helper()
-		for i, b := range c.pool {
+		for i, rb := range c.pool {
+			b := rb.b
 			noSecret(t, fmt.Sprintf("pooled buffer %d", i), b)
 		}
 	}

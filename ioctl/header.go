@@ -119,6 +119,16 @@ func (h *Header) MarshalTo(b []byte) error {
 // name or uuid without a terminating NUL (which the kernel never sends) is
 // read to the end of its array.
 func (h *Header) UnmarshalBinary(b []byte) error {
+	if err := h.unmarshalFixed(b); err != nil {
+		return err
+	}
+	h.Name = cString(b[offName : offName+NameLen])
+	h.UUID = cString(b[offUUID : offUUID+UUIDLen])
+	return nil
+}
+
+// unmarshalFixed reads every field but the strings.
+func (h *Header) unmarshalFixed(b []byte) error {
 	if len(b) < SizeofHeader {
 		return ErrShortBuffer
 	}
@@ -131,8 +141,18 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 	h.Flags = Flags(le.Uint32(b[offFlags:]))
 	h.EventNr = le.Uint32(b[offEventNr:])
 	h.Dev = le.Uint64(b[offDev:])
-	h.Name = cString(b[offName : offName+NameLen])
-	h.UUID = cString(b[offUUID : offUUID+UUIDLen])
+	return nil
+}
+
+// unmarshalLike is UnmarshalBinary for a reply to a request with header
+// req: the kernel echoes the request's name and uuid, and those strings are
+// reused instead of allocated again.
+func (h *Header) unmarshalLike(b []byte, req *Header) error {
+	if err := h.unmarshalFixed(b); err != nil {
+		return err
+	}
+	h.Name = cStringLike(b[offName:offName+NameLen], req.Name)
+	h.UUID = cStringLike(b[offUUID:offUUID+UUIDLen], req.UUID)
 	return nil
 }
 
@@ -176,6 +196,21 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// cStringLike is cString, returning like itself when the bytes spell it.
+func cStringLike(b []byte, like string) string {
+	n := len(b)
+	for i, c := range b {
+		if c == 0 {
+			n = i
+			break
+		}
+	}
+	if string(b[:n]) == like { // compared without allocating
+		return like
+	}
+	return string(b[:n])
 }
 
 // EncodeDev packs major and minor the way the kernel's huge_encode_dev does

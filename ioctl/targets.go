@@ -113,8 +113,66 @@ func getSpec(b []byte) (t TargetSpec, next uint32) {
 	t.Start = ne.Uint64(b[specOffStart:])
 	t.Length = ne.Uint64(b[specOffLength:])
 	t.Status = int32(ne.Uint32(b[specOffStatus:]))
-	t.Type = cString(b[specOffType:SizeofTargetSpec])
+	t.Type = targetType(b[specOffType:SizeofTargetSpec])
 	return t, ne.Uint32(b[specOffNext:])
+}
+
+// targetType is cString for a target type name, without allocating for the
+// targets of the kernel tree.
+func targetType(b []byte) string {
+	n := len(b)
+	for i, c := range b {
+		if c == 0 {
+			n = i
+			break
+		}
+	}
+	switch t := b[:n]; string(t) { // the compiler does not allocate here
+	case "thin":
+		return "thin"
+	case "thin-pool":
+		return "thin-pool"
+	case "linear":
+		return "linear"
+	case "striped":
+		return "striped"
+	case "zero":
+		return "zero"
+	case "error":
+		return "error"
+	case "snapshot":
+		return "snapshot"
+	case "snapshot-origin":
+		return "snapshot-origin"
+	case "snapshot-merge":
+		return "snapshot-merge"
+	case "crypt":
+		return "crypt"
+	case "cache":
+		return "cache"
+	case "writecache":
+		return "writecache"
+	case "multipath":
+		return "multipath"
+	case "raid":
+		return "raid"
+	case "mirror":
+		return "mirror"
+	case "verity":
+		return "verity"
+	case "integrity":
+		return "integrity"
+	case "delay":
+		return "delay"
+	case "flakey":
+		return "flakey"
+	case "era":
+		return "era"
+	case "vdo":
+		return "vdo"
+	default:
+		return string(t)
+	}
 }
 
 // ParseTargets reads count specs of a DM_TABLE_LOAD request held in b (the

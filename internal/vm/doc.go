@@ -55,6 +55,10 @@
 //	THINP_VM_ARGS           TestVM: more guest test flags, space separated
 //	THINP_VM_CONSOLE=1      TestVM: stream the guests' consoles to stdout
 //
+// The guest's tests and programs see the host's other THINP_* variables
+// (THINP_SCENARIO_SCALE, THINP_UDEV_CYCLES, ...) and the Go runtime's
+// (GOGC, GODEBUG, GOMEMLIMIT, GOMAXPROCS, GOTRACEBACK): see GuestEnv.
+//
 // Command vmrun (./cmd/vmrun) runs one package's tests or one program in the
 // guest; .ci/vm-setup installs everything with apt.
 package vm

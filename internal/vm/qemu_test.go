@@ -259,3 +259,15 @@ func TestCRLFWriter(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestGuestEnv(t *testing.T) {
+	in := []string{
+		"PATH=/usr/bin", "HOME=/root", "GOGC=off", "GODEBUG=gctrace=1", "GOFLAGS=-mod=mod",
+		"THINP_SCENARIO_SCALE=full", "THINP_UDEV_CYCLES=10", "THINP_VM=1", "THINP_VM_TIMEOUT=5m",
+		"THINP_REQUIRE_VM=1", "THINP_REQUIRE_PRIVILEGED=1", "THINP_VMX=kept", "malformed",
+	}
+	want := []string{"GOGC=off", "GODEBUG=gctrace=1", "THINP_SCENARIO_SCALE=full", "THINP_UDEV_CYCLES=10", "THINP_VMX=kept"}
+	if got := GuestEnv(in); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("GuestEnv = %q, want %q", got, want)
+	}
+}

@@ -91,10 +91,38 @@ type Runner struct {
 	Console io.Writer
 	// OnEvent sees each guest event as it arrives, with the boot's name.
 	OnEvent func(boot string, e proto.Event)
+	// Env is added to the environment of the guest's workloads, usually
+	// GuestEnv(os.Environ()).
+	Env []string
 
 	accel string // chosen accelerator, once probed
 	why   string
 	init  string // built guestinit
+}
+
+// GuestEnv picks from environ (os.Environ's form) what the guest's tests
+// and programs should see as well: the THINP_* variables that tune tests
+// (THINP_SCENARIO_SCALE, THINP_UDEV_CYCLES, ...) and the Go runtime's
+// GOGC, GODEBUG, GOMEMLIMIT, GOMAXPROCS and GOTRACEBACK. It leaves out what
+// configures the harness on the host (THINP_VM, THINP_VM_*,
+// THINP_REQUIRE_*), which the guest's /init sets for itself where it
+// matters.
+func GuestEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "GOGC", k == "GODEBUG", k == "GOMEMLIMIT", k == "GOMAXPROCS", k == "GOTRACEBACK":
+		case !strings.HasPrefix(k, "THINP_"),
+			k == "THINP_VM", strings.HasPrefix(k, "THINP_VM_"), strings.HasPrefix(k, "THINP_REQUIRE_"):
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 func (r *Runner) logf(format string, args ...any) {
@@ -198,7 +226,7 @@ func (r *Runner) image(ctx context.Context, ws []Workload, name string) (*Image,
 		return nil, err
 	}
 	out := filepath.Join(r.WorkDir, name)
-	spec := ImageSpec{Init: init, Host: r.Host, Modules: mods, Workloads: ws, Heartbeat: 5, Gzip: true}
+	spec := ImageSpec{Init: init, Host: r.Host, Modules: mods, Workloads: ws, Env: r.Env, Heartbeat: 5, Gzip: true}
 	if err := BuildImage(spec, out); err != nil {
 		return nil, err
 	}

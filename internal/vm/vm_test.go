@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +67,7 @@ func TestVM(t *testing.T) {
 		}
 		t.Logf("THINP_VM_KEEP=1: work directory %s", work)
 	}
-	r := &vm.Runner{Host: host, Builder: b, Settings: settings, WorkDir: work, Logf: t.Logf}
+	r := &vm.Runner{Host: host, Builder: b, Settings: settings, WorkDir: work, Logf: t.Logf, Env: vm.GuestEnv(os.Environ())}
 	if os.Getenv("THINP_VM_CONSOLE") == "1" {
 		r.Console = os.Stdout
 	}
@@ -157,8 +159,13 @@ func noCache(t *testing.T) {
 // printSummary prints the summary line where people see it. go test shows
 // a passing package's output only with -v, so without -v the line goes
 // straight to the go command's own standard output (the test binary's
-// parent); a failing test's output is shown anyway.
+// parent), when that is a terminal, a pipe or a file opened for appending;
+// a failing test's output is shown anyway. (Opened again through /proc, a
+// file the go command writes at its own offset, as after "> log", would
+// have the go command's next lines overwrite the summary: .ci/run pipes the
+// output for that reason.)
 func printSummary(t *testing.T, line string) {
+	t.Log(line)
 	if testing.Verbose() || t.Failed() {
 		fmt.Println(line)
 		return
@@ -173,16 +180,37 @@ func printSummary(t *testing.T, line string) {
 }
 
 // parentStdout opens the standard output of the go command that runs this
-// test binary, or returns nil when the parent is not go.
+// test binary, or returns nil when the parent is not go or writing there
+// could overwrite its output.
 func parentStdout() *os.File {
 	ppid := os.Getppid()
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid))
 	if err != nil || filepath.Base(exe) != "go" {
 		return nil
 	}
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/1", ppid), os.O_WRONLY|os.O_APPEND, 0)
+	path := fmt.Sprintf("/proc/%d/fd/1", ppid)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().IsRegular() && !appending(ppid, 1) {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil
 	}
 	return f
+}
+
+// appending reports whether process pid has fd open with O_APPEND, from the
+// octal "flags:" line of /proc/pid/fdinfo/fd.
+func appending(pid, fd int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			return err == nil && flags&syscall.O_APPEND != 0
+		}
+	}
+	return false
 }

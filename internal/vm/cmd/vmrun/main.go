@@ -126,7 +126,7 @@ func setup(quiet bool) (*vm.Runner, func(), error) {
 		}
 		os.RemoveAll(work)
 	}
-	r := &vm.Runner{Host: host, Builder: b, Settings: settings, WorkDir: work, Console: os.Stdout}
+	r := &vm.Runner{Host: host, Builder: b, Settings: settings, WorkDir: work, Console: os.Stdout, Env: vm.GuestEnv(os.Environ())}
 	if !quiet {
 		r.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
