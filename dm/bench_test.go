@@ -73,3 +73,29 @@ func BenchmarkStatusFloor(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStatusFunc is BenchmarkStatus through StatusFunc, which hands
+// out the status line without copying it.
+func BenchmarkStatusFunc(b *testing.B) {
+	ctl, err := dm.Open(dm.WithTransport(newCannedStatus(b)), dm.WithUdev(dm.UdevOff))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ctl.Close()
+	ctx := context.Background()
+	ref := dm.Name("thinp-bench-c-000042")
+	n := 0
+	fn := func(st dm.TargetStatus) error {
+		n += len(st.Status)
+		return nil
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ctl.StatusFunc(ctx, ref, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n == 0 {
+		b.Fatal("no status seen")
+	}
+}

@@ -78,3 +78,32 @@ func ExampleControl_Wait() {
 		fmt.Println(st)
 	}
 }
+
+// Scan the status of every thin volume without allocating per device, as
+// a monitor polling thousands of volumes would.
+func ExampleControl_StatusFunc() {
+	ctx := context.Background()
+	ctl, err := dm.Open()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ctl.Close()
+
+	devs, err := ctl.List(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, d := range devs {
+		err := ctl.StatusFunc(ctx, dm.Name(d.Name), func(st dm.TargetStatus) error {
+			if st.Type == "thin" {
+				// st.Status is valid only here: parse it (thin.ParseThinStatus
+				// does not allocate) or strings.Clone it.
+				fmt.Println(d.Name, st.Status)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, dm.ErrNotFound) { // removed since the list
+			log.Fatal(err)
+		}
+	}
+}

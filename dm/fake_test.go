@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -318,5 +319,50 @@ func TestFakeMessageWithoutTable(t *testing.T) {
 	_, err := ctl.Message(ctx, dm.Name("empty"), 0, "create_thin 0")
 	if !errors.Is(err, ioctl.ErrNoReply) || !errors.Is(err, dm.ErrInvalid) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// StatusFunc sees what Status returns, stops at fn's error, and refuses a
+// nil fn before any ioctl.
+func TestFakeStatusFunc(t *testing.T) {
+	ctl, k := fake(t)
+	ctx := context.Background()
+	tb := dm.Table{{Length: 8, Type: "zero"}, {Start: 8, Length: 8, Type: "error"}, {Start: 16, Length: 8, Type: "zero"}}
+	if _, err := ctl.Create(ctx, "sf", tb); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ctl.Status(ctx, dm.Name("sf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []dm.TargetStatus
+	err = ctl.StatusFunc(ctx, dm.Name("sf"), func(s dm.TargetStatus) error {
+		s.Type, s.Status = strings.Clone(s.Type), strings.Clone(s.Status)
+		got = append(got, s)
+		return nil
+	})
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 3 {
+		t.Errorf("StatusFunc saw %v, %v; Status gave %v", got, err, want)
+	}
+
+	stop := errors.New("enough")
+	n := 0
+	err = ctl.StatusFunc(ctx, dm.Name("sf"), func(dm.TargetStatus) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("fn's error: %v after %d calls", err, n)
+	}
+
+	k.ResetCalls()
+	if err := ctl.StatusFunc(ctx, dm.Name("sf"), nil); !errors.Is(err, dm.ErrInvalid) {
+		t.Errorf("nil fn: %v", err)
+	}
+	if err := ctl.StatusFunc(ctx, dm.Name("sf"), func(dm.TargetStatus) error { return nil }, dm.Deferred); !errors.Is(err, dm.ErrInvalid) {
+		t.Errorf("bad flag: %v", err)
+	}
+	if c := k.Calls(); len(c) != 0 {
+		t.Errorf("invalid calls reached the kernel: %v", c)
+	}
+	if err := ctl.StatusFunc(ctx, dm.Name("nope"), func(dm.TargetStatus) error { return nil }); !errors.Is(err, dm.ErrNotFound) {
+		t.Errorf("missing device: %v", err)
 	}
 }

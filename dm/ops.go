@@ -484,6 +484,38 @@ func (c *Control) Status(ctx context.Context, ref Ref, flags ...Flag) ([]TargetS
 	return st, err
 }
 
+// StatusFunc is Status without allocating: fn sees each target's status
+// in turn, with Type and Status pointing into the reply buffer, valid only
+// during the call (strings.Clone keeps one). It is for loops that read the
+// status of many devices often, such as a monitor of thousands of thin
+// volumes. An error from fn stops the walk and is returned, wrapped in a
+// *Error. Flags as for Status.
+func (c *Control) StatusFunc(ctx context.Context, ref Ref, fn func(TargetStatus) error, flags ...Flag) error {
+	f, err := collect("status", NoFlush|Inactive, flags)
+	if err == nil {
+		err = ref.validate()
+	}
+	if err == nil && fn == nil {
+		err = invalid("status", "nil function")
+	}
+	if err != nil {
+		return newError("status", ref, err)
+	}
+	r := &ioctl.Request{Cmd: ioctl.CmdTableStatus}
+	r.Header.Flags = f.wire()
+	return c.do(ctx, "status", ref, r, func(h *ioctl.Header, b []byte) error {
+		var tr ioctl.TargetReader
+		tr.ResetAliased(h, b)
+		for tr.Next() {
+			s := tr.Spec()
+			if err := fn(TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params}); err != nil {
+				return err
+			}
+		}
+		return tr.Err()
+	})
+}
+
 // tableStatus issues DM_TABLE_STATUS and calls each with every target's
 // spec, and the number of targets the kernel reports.
 func (c *Control) tableStatus(ctx context.Context, op string, ref Ref, f ioctl.Flags, each func(n int, s ioctl.TargetSpec)) error {

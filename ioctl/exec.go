@@ -8,7 +8,9 @@ import (
 )
 
 // Transport performs one ioctl: request number req on the buffer b, which
-// holds a dm_ioctl header and its payload, in and out. It returns the
+// holds a dm_ioctl header and its payload, in and out. Like the kernel, it
+// writes nothing in b past the data_size it leaves in b's header (a Conn
+// relies on that to clear reused buffers only as far as needed). It returns the
 // kernel's errno (a unix.Errno) on failure, and ErrNoReply when the ioctl
 // returned a positive value, which the kernel does without copying a reply
 // back. This is the seam behind which tests put a fake kernel.
@@ -88,6 +90,9 @@ type Conn struct {
 type replyBuf struct {
 	b []byte
 	h Header
+	// dirty is how many bytes from the start may be non-zero: the reuse
+	// clears only those.
+	dirty int
 }
 
 // resendable reports whether c only reads, so that a Conn may start it with
@@ -124,6 +129,13 @@ func (c *Conn) learnLocked(cmd Cmd, size int, dataSize uint32) {
 		for need < used+used/4 {
 			need *= 2
 		}
+		// Never past the cap on growth (a request larger than the cap
+		// has been sent at its own size and stays that).
+		limit := c.MaxBuffer
+		if limit <= 0 {
+			limit = DefaultMaxBuffer
+		}
+		need = min(need, max(limit, size))
 	}
 	h := &c.hints[cmd]
 	if !resendable(cmd) {
@@ -162,11 +174,11 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 	if returns {
 		size = max(size, c.startSizeLocked(r.Cmd))
 	}
-	rb := c.getLocked(size)
+	rb := c.getLocked(size, r.Size())
 	c.mu.Unlock()
 	for {
 		if _, err := r.MarshalTo(rb.b); err != nil {
-			c.put(rb, secure, 0, false, 0, 0)
+			c.put(rb, secure, 0, false, 0, 0, len(rb.b))
 			return err
 		}
 		if err := c.T.Ioctl(r.Cmd.Request(), rb.b); err != nil {
@@ -177,17 +189,17 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 				(rb.h.Version[0] != sent[0] || rb.h.Version[1] < sent[1]) {
 				ierr.Kernel = rb.h.Version
 			}
-			c.put(rb, secure, 0, false, 0, 0)
+			c.put(rb, secure, 0, false, 0, 0, len(rb.b))
 			return ierr
 		}
 		h := &rb.h
 		if err := h.unmarshalLike(rb.b, &r.Header); err != nil {
-			c.put(rb, secure, 0, false, 0, 0)
+			c.put(rb, secure, 0, false, 0, 0, len(rb.b))
 			return err
 		}
 		if returns && h.Flags&FlagBufferFull != 0 {
 			if size >= limit {
-				c.put(rb, secure, 0, false, 0, 0)
+				c.put(rb, secure, 0, false, 0, 0, len(rb.b))
 				return &Error{Cmd: r.Cmd, Err: ErrBufferTooLarge}
 			}
 			if size < DefaultBufferSize {
@@ -200,14 +212,18 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 			if secure {
 				clear(rb.b)
 			}
+			rb.dirty = max(rb.dirty, len(rb.b))
 			c.mu.Lock()
 			c.putLocked(rb)
-			rb = c.getLocked(size)
+			rb = c.getLocked(size, r.Size())
 			c.mu.Unlock()
 			continue
 		}
 		err := fn(h, rb.b)
-		c.put(rb, secure, r.Cmd, returns, size, h.DataSize)
+		// The kernel wrote back data_size bytes at most; the request
+		// took r.Size().
+		extent := max(r.Size(), min(int(h.DataSize), len(rb.b)))
+		c.put(rb, secure, r.Cmd, returns, size, h.DataSize, extent)
 		return err
 	}
 }
@@ -215,11 +231,14 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 // put returns rb to the pool, wiped first if it held DM_SECURE_DATA (a
 // table or message with keys in it), and, with learn,
 // records that a reply of cmd fitted in size bytes, of which the kernel used
-// dataSize: one lock for both.
-func (c *Conn) put(rb *replyBuf, secure bool, cmd Cmd, learn bool, size int, dataSize uint32) {
+// dataSize: one lock for both. extent is how many bytes from the start
+// this use may have written.
+func (c *Conn) put(rb *replyBuf, secure bool, cmd Cmd, learn bool, size int, dataSize uint32, extent int) {
 	if secure {
 		clear(rb.b)
+		extent = 0
 	}
+	rb.dirty = max(rb.dirty, extent)
 	rb.h = Header{}
 	c.mu.Lock()
 	if learn {
@@ -234,15 +253,24 @@ func (c *Conn) put(rb *replyBuf, secure bool, cmd Cmd, learn bool, size int, dat
 // buffers too, cut to size: the kernel copies data_size bytes, so the
 // length matters, the capacity does not. Reused buffers are zeroed because
 // the kernel copies the whole buffer in and back, and leaves some reply
-// bytes unwritten (the flags slot of a 4.37-4.44 name list, padding): they
-// must not hold an earlier reply.
-func (c *Conn) getLocked(n int) *replyBuf {
+// bytes unwritten (the flags slot of a 4.37-4.44 name list, the last byte
+// of a target type, padding): they must not hold an earlier reply. Only the
+// bytes an earlier use may have written are cleared, which the Transport
+// contract bounds (nothing past the data_size the reply reports), and not
+// the first skip bytes, which the caller is about to overwrite whole
+// (Request.MarshalTo writes every byte up to Size).
+func (c *Conn) getLocked(n, skip int) *replyBuf {
 	for i := len(c.pool) - 1; i >= 0; i-- {
 		if rb := c.pool[i]; cap(rb.b) >= n {
 			c.pool[i] = c.pool[len(c.pool)-1]
 			c.pool = c.pool[:len(c.pool)-1]
 			rb.b = rb.b[:n]
-			clear(rb.b)
+			if end := min(n, rb.dirty); end > skip {
+				clear(rb.b[skip:end])
+			}
+			if rb.dirty <= n {
+				rb.dirty = 0
+			}
 			return rb
 		}
 	}

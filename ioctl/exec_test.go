@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"syscall"
@@ -686,5 +687,84 @@ func TestDoConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestDoReusedBufferDirtyTracking drives one Conn with requests of mixed
+// commands and sizes through a transport that, like the kernel, writes
+// garbage only up to the data_size it reports, and checks on every call
+// that no byte past the request is left from an earlier one.
+func TestDoReusedBufferDirtyTracking(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var reqSize int
+	k := &fakeKernel{}
+	k.fn = func(req uint, b []byte) error {
+		for i := reqSize; i < len(b); i++ {
+			if b[i] != 0 {
+				return fmt.Errorf("stale byte %#x at %d of %d (request %d bytes)", b[i], i, len(b), reqSize)
+			}
+		}
+		ds := len(b)
+		if rng.IntN(3) > 0 {
+			ds = DataStart + rng.IntN(len(b)-DataStart+1)
+		}
+		for i := DataStart; i < ds; i++ {
+			b[i] = byte(1 + rng.IntN(255))
+		}
+		setDataSize(b, ds)
+		if rng.IntN(8) == 0 {
+			setFlags(b, FlagBufferFull)
+		} else {
+			setFlags(b, 0)
+		}
+		return nil
+	}
+	c := &Conn{T: k, MaxBuffer: 256 << 10}
+	cmds := []Cmd{CmdTableStatus, CmdListDevices, CmdDevStatus, CmdTargetMsg, CmdDevRename, CmdTableLoad}
+	for i := 0; i < 3000; i++ {
+		r := &Request{Cmd: cmds[rng.IntN(len(cmds))]}
+		switch r.Cmd {
+		case CmdTargetMsg:
+			r.Message = strings.Repeat("m", rng.IntN(3000))
+		case CmdDevRename:
+			r.String = strings.Repeat("n", 1+rng.IntN(100))
+		case CmdTableLoad:
+			for j := rng.IntN(40); j > 0; j-- {
+				r.Targets = append(r.Targets, TargetSpec{Length: 8, Type: "zero", Params: strings.Repeat("p", rng.IntN(200))})
+			}
+		}
+		reqSize = r.Size()
+		err := c.Do(r, func(*Header, []byte) error { return nil })
+		if err != nil && !errors.Is(err, ErrBufferTooLarge) {
+			t.Fatalf("request %d (%v): %v; sizes %v; hints %+v", i, r.Cmd, err, k.sizes()[max(0, len(k.sizes())-5):], c.hints[r.Cmd])
+		}
+	}
+}
+
+// TestMarshalToWritesEveryByte: a Conn does not clear the part of a reused
+// buffer that the request covers, because MarshalTo writes all of it,
+// padding included.
+func TestMarshalToWritesEveryByte(t *testing.T) {
+	for _, r := range []*Request{
+		{Cmd: CmdTableStatus, Header: Header{Name: "n"}},
+		{Cmd: CmdDevRename, Header: Header{UUID: "u"}, String: "new-name"},
+		{Cmd: CmdTargetMsg, Sector: 7, Message: "create_thin 1"},
+		{Cmd: CmdDevSetGeometry, String: "1 2 3 4"},
+		{Cmd: CmdTableLoad, Targets: []TargetSpec{{Length: 8, Type: "zero"}, {Start: 8, Length: 8, Type: "linear", Params: "7:0 0"}, {Start: 16, Length: 1, Type: "error", Params: "x"}}},
+	} {
+		clean := make([]byte, r.Size()+64)
+		dirty := bytes.Repeat([]byte{0xaa}, len(clean))
+		n1, err1 := r.MarshalTo(clean)
+		n2, err2 := r.MarshalTo(dirty)
+		if err1 != nil || err2 != nil || n1 != n2 || n1 != r.Size() {
+			t.Fatalf("%v: %d %v, %d %v", r.Cmd, n1, err1, n2, err2)
+		}
+		if !bytes.Equal(clean[:n1], dirty[:n2]) {
+			i := 0
+			for clean[i] == dirty[i] {
+				i++
+			}
+			t.Errorf("%v: byte %d of %d left as it was", r.Cmd, i, n1)
+		}
 	}
 }

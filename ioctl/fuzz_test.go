@@ -258,10 +258,15 @@ func FuzzTargetReader(f *testing.F) {
 		var h Header
 		if h.UnmarshalBinary(data) == nil {
 			r := NewTargetReader(&h, data)
+			var ar TargetReader
+			ar.ResetAliased(&h, data)
 			count := 0
 			for r.Next() {
 				count++
 				s := r.Spec()
+				if !ar.Next() || ar.Spec() != s {
+					t.Fatalf("aliased reader disagrees at spec %d: %+v", count, s)
+				}
 				if len(s.Type) > MaxTypeName || strings.IndexByte(s.Params, 0) >= 0 || len(s.Params) > len(data) {
 					t.Fatalf("bad spec %+v", s)
 				}
@@ -271,6 +276,9 @@ func FuzzTargetReader(f *testing.F) {
 			}
 			if r.Next() {
 				t.Fatal("Next after the end")
+			}
+			if ar.Next() || (ar.Err() == nil) != (r.Err() == nil) {
+				t.Fatalf("aliased reader: more specs or a different error: %v vs %v", ar.Err(), r.Err())
 			}
 		}
 

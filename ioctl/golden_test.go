@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 // goldenHeader is Header{4.47.0, 16384, 312, 2, -1, SUSPEND|NOFLUSH,
@@ -718,6 +719,31 @@ func TestGoldenTargetReader(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+			// The aliasing reader: the same specs, params pointing into
+			// b, and nothing allocated.
+			var ar TargetReader
+			ar.ResetAliased(&h, b)
+			for i := 0; ar.Next(); i++ {
+				s := ar.Spec()
+				if i >= len(tt.want) || s != tt.want[i] {
+					t.Errorf("aliased spec %d: %+v", i, s)
+					continue
+				}
+				p := uintptr(unsafe.Pointer(unsafe.StringData(s.Params)))
+				if base := uintptr(unsafe.Pointer(&b[0])); p < base || p >= base+uintptr(len(b)) {
+					t.Errorf("aliased spec %d: params not in the reply buffer", i)
+				}
+			}
+			if ar.Err() != nil {
+				t.Fatal(ar.Err())
+			}
+			if n := testing.AllocsPerRun(100, func() {
+				ar.ResetAliased(&h, b)
+				for ar.Next() {
+				}
+			}); n != 0 {
+				t.Errorf("aliased reader: %v allocs per reply, want 0", n)
 			}
 			// Cut at data_size, as the kernel's copy ends there.
 			r.Reset(&h, b[:h.DataSize])

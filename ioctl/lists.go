@@ -99,7 +99,7 @@ func (r *NameListReader) Next() bool {
 	ne := binary.NativeEndian
 	e := NameEntry{Dev: ne.Uint64(b[off+nlOffDev:])}
 	next := uint64(ne.Uint32(b[off+nlOffNext:]))
-	name, ok := cStringIn(b, off+nlOffName)
+	name, ok := cStringIn(b, off+nlOffName, false)
 	if !ok {
 		r.err = ErrMalformed
 		return false
@@ -119,7 +119,7 @@ func (r *NameListReader) Next() bool {
 			e.Flags = ne.Uint32(b[p+4:])
 		}
 		if e.Flags&NameListHasUUID != 0 {
-			u, ok := cStringIn(b, alignU64(end))
+			u, ok := cStringIn(b, alignU64(end), false)
 			if !ok {
 				r.err = ErrMalformed
 				return false
@@ -241,7 +241,7 @@ func (r *VersionReader) Next() bool {
 	ne := binary.NativeEndian
 	next := uint64(ne.Uint32(r.b[off+tvOffNext:]))
 	v := Version{ne.Uint32(r.b[off+tvOffVersion:]), ne.Uint32(r.b[off+tvOffVersion+4:]), ne.Uint32(r.b[off+tvOffVersion+8:])}
-	name, ok := cStringIn(r.b, off+tvOffName)
+	name, ok := cStringIn(r.b, off+tvOffName, false)
 	if !ok {
 		r.err = ErrMalformed
 		return false
@@ -332,7 +332,7 @@ func ParseString(payload []byte) (string, error) {
 	if len(payload) == 0 {
 		return "", nil
 	}
-	s, ok := cStringIn(payload, 0)
+	s, ok := cStringIn(payload, 0, false)
 	if !ok {
 		return "", ErrMalformed
 	}

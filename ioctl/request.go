@@ -1,6 +1,10 @@
 package ioctl
 
-import "encoding/binary"
+import (
+	"bytes"
+	"encoding/binary"
+	"unsafe"
+)
 
 // Request is one control command ready to be packed: a header and, depending
 // on Cmd, a payload.
@@ -117,13 +121,13 @@ func ParseRequest(c Cmd, b []byte) (*Request, error) {
 			return nil, ErrMalformed
 		}
 		r.Sector = binary.NativeEndian.Uint64(b[start:])
-		s, ok := cStringIn(b, start+sizeofTargetMsg)
+		s, ok := cStringIn(b, start+sizeofTargetMsg, false)
 		if !ok {
 			return nil, ErrMalformed
 		}
 		r.Message = s
 	case CmdDevRename, CmdDevSetGeometry:
-		s, ok := cStringIn(b, uint64(h.DataStart))
+		s, ok := cStringIn(b, uint64(h.DataStart), false)
 		if !ok || h.DataStart < DataOffset {
 			return nil, ErrMalformed
 		}
@@ -136,14 +140,19 @@ func align8(n int) int { return (n + 7) &^ 7 }
 
 // cStringIn returns the NUL-terminated string at off in b; ok is false if
 // off is out of range or no NUL follows it within b.
-func cStringIn(b []byte, off uint64) (string, bool) {
+func cStringIn(b []byte, off uint64, alias bool) (string, bool) {
 	if off >= uint64(len(b)) {
 		return "", false
 	}
-	for i := off; i < uint64(len(b)); i++ {
-		if b[i] == 0 {
-			return string(b[off:i]), true
-		}
+	i := bytes.IndexByte(b[off:], 0)
+	if i < 0 {
+		return "", false
 	}
-	return "", false
+	if alias {
+		if i == 0 {
+			return "", true
+		}
+		return unsafe.String(&b[off], i), true
+	}
+	return string(b[off : off+uint64(i)]), true
 }

@@ -3,6 +3,7 @@ package ioctl
 import (
 	"encoding/binary"
 	"strings"
+	"unsafe"
 )
 
 // struct dm_target_spec:
@@ -108,18 +109,18 @@ func putSpec(b []byte, t *TargetSpec, next uint32) {
 	putCString(b[SizeofTargetSpec:], t.Params)
 }
 
-func getSpec(b []byte) (t TargetSpec, next uint32) {
+func getSpec(b []byte, alias bool) (t TargetSpec, next uint32) {
 	ne := binary.NativeEndian
 	t.Start = ne.Uint64(b[specOffStart:])
 	t.Length = ne.Uint64(b[specOffLength:])
 	t.Status = int32(ne.Uint32(b[specOffStatus:]))
-	t.Type = targetType(b[specOffType:SizeofTargetSpec])
+	t.Type = targetType(b[specOffType:SizeofTargetSpec], alias)
 	return t, ne.Uint32(b[specOffNext:])
 }
 
 // targetType is cString for a target type name, without allocating for the
-// targets of the kernel tree.
-func targetType(b []byte) string {
+// targets of the kernel tree; other names alias b when alias is set.
+func targetType(b []byte, alias bool) string {
 	n := len(b)
 	for i, c := range b {
 		if c == 0 {
@@ -127,7 +128,7 @@ func targetType(b []byte) string {
 			break
 		}
 	}
-	switch t := b[:n]; string(t) { // the compiler does not allocate here
+	switch string(b[:n]) { // the compiler does not allocate here
 	case "thin":
 		return "thin"
 	case "thin-pool":
@@ -170,9 +171,11 @@ func targetType(b []byte) string {
 		return "era"
 	case "vdo":
 		return "vdo"
-	default:
-		return string(t)
 	}
+	if alias {
+		return unsafe.String(unsafe.SliceData(b), n)
+	}
+	return string(b[:n])
 }
 
 // ParseTargets reads count specs of a DM_TABLE_LOAD request held in b (the
@@ -198,11 +201,11 @@ func ParseTargets(b []byte, start, count uint32) ([]TargetSpec, error) {
 		if off < minNext || off+SizeofTargetSpec > uint64(len(b)) {
 			return nil, ErrMalformed
 		}
-		t, next := getSpec(b[off:])
+		t, next := getSpec(b[off:], false)
 		if i+1 < count && next%specAlign != 0 {
 			return nil, ErrMalformed
 		}
-		params, ok := cStringIn(b, off+SizeofTargetSpec)
+		params, ok := cStringIn(b, off+SizeofTargetSpec, false)
 		if !ok {
 			return nil, ErrMalformed
 		}
@@ -231,6 +234,7 @@ type TargetReader struct {
 	cur     TargetSpec
 	err     error
 	started bool
+	alias   bool // strings point into b
 }
 
 // NewTargetReader reads h.TargetCount specs from the reply held in b.
@@ -250,6 +254,15 @@ func (r *TargetReader) Reset(h *Header, b []byte) {
 	r.b = b[:h.DataSize]
 }
 
+// ResetAliased is Reset for a reader whose specs' Type and Params point
+// into b instead of being copied: nothing is allocated, and the strings
+// are valid only while b is unchanged (strings.Clone keeps one). Target
+// types of the kernel tree are constants either way.
+func (r *TargetReader) ResetAliased(h *Header, b []byte) {
+	r.Reset(h, b)
+	r.alias = true
+}
+
 // Next reads the next spec; it returns false at the end or on error.
 func (r *TargetReader) Next() bool {
 	if r.err != nil || r.left == 0 {
@@ -259,8 +272,8 @@ func (r *TargetReader) Next() bool {
 		r.err = ErrMalformed
 		return false
 	}
-	t, next := getSpec(r.b[r.off:])
-	params, ok := cStringIn(r.b, r.off+SizeofTargetSpec)
+	t, next := getSpec(r.b[r.off:], r.alias)
+	params, ok := cStringIn(r.b, r.off+SizeofTargetSpec, r.alias)
 	if !ok {
 		r.err = ErrMalformed
 		return false

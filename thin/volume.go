@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -61,16 +62,32 @@ func (v *Volume) ref() dm.Ref { return dm.Name(v.name) }
 // Status reads the volume's status (mapped sectors, highest mapped sector).
 func (v *Volume) Status(ctx context.Context) (ThinStatus, error) {
 	const op = "thin status"
-	sts, err := v.pool.ctl.Status(ctx, v.ref(), dm.NoFlush)
+	// Parsed in place, as Pool.Status is: nothing allocated.
+	var (
+		st     ThinStatus
+		n      int
+		perr   error
+		parsed bool
+	)
+	err := v.pool.ctl.StatusFunc(ctx, v.ref(), func(ts dm.TargetStatus) error {
+		if n++; n == 1 && ts.Type == ThinTargetType {
+			st, perr = ParseThinStatus(ts.Status)
+			if perr != nil {
+				perr = cloneErr(ParseThinStatus(strings.Clone(ts.Status)))
+			}
+			cloneAll(st.Extra)
+			parsed = true
+		}
+		return nil
+	}, dm.NoFlush)
 	if err != nil {
 		return ThinStatus{}, newError(op, v.pool.name, nil, err)
 	}
-	if len(sts) != 1 || sts[0].Type != ThinTargetType {
+	if n != 1 || !parsed {
 		return ThinStatus{}, newError(op, v.pool.name, ErrNotThin, &dm.Error{Op: op, Device: v.ref().String(), Err: errors.New("not a single thin target")})
 	}
-	st, err := ParseThinStatus(sts[0].Status)
-	if err != nil {
-		return ThinStatus{}, newError(op, v.pool.name, nil, &dm.Error{Op: op, Device: v.ref().String(), Err: err})
+	if perr != nil {
+		return ThinStatus{}, newError(op, v.pool.name, nil, &dm.Error{Op: op, Device: v.ref().String(), Err: perr})
 	}
 	return st, nil
 }

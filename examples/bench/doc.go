@@ -31,7 +31,10 @@
 //	   is one snapshot
 //	c  status of every device (list, then table status of each), with
 //	   each number of active thin volumes given by -volumes; one op is one
-//	   device's status, so ops/s should not depend on the count
+//	   device's status, so ops/s should not depend on the count. The
+//	   library reads each status with Control.StatusFunc, its call for
+//	   scans, which hands out the line where the kernel wrote it, as the
+//	   floor reads it (Control.Status copies it into a new slice)
 //	d  the lifecycle of (a), synchronised with udev by cookies (the
 //	   library with dm.UdevRequired, dmsetup without --noudevsync, the floor
 //	   with a udev.Cookie); only where udevd runs

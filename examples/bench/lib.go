@@ -15,10 +15,19 @@ type libRunner struct {
 	// poolDev is the pool as thin tables name it, "253:0".
 	poolDev string
 	size    dm.Sectors
+	// sink is the StatusFunc callback of (c): it reads the status line,
+	// as the floor does.
+	sink func(dm.TargetStatus) error
+	seen int
 }
 
 func newLibRunner(e *env, ctl *dm.Control) *libRunner {
-	return &libRunner{ctl: ctl, pool: dm.Name(e.pool), poolDev: e.poolDev.String(), size: dm.Sectors(e.cfg.VolumeSize)}
+	l := &libRunner{ctl: ctl, pool: dm.Name(e.pool), poolDev: e.poolDev.String(), size: dm.Sectors(e.cfg.VolumeSize)}
+	l.sink = func(st dm.TargetStatus) error {
+		l.seen += len(st.Status)
+		return nil
+	}
+	return l
 }
 
 // message sends a thin-pool message.
