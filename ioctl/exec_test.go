@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"unsafe"
 )
 
 // fakeKernel is a Transport that records every ioctl and answers with fn,
@@ -765,6 +766,31 @@ func TestMarshalToWritesEveryByte(t *testing.T) {
 				i++
 			}
 			t.Errorf("%v: byte %d of %d left as it was", r.Cmd, i, n1)
+		}
+	}
+}
+
+func TestCStringLike(t *testing.T) {
+	field := func(s string) []byte { b := make([]byte, 8); copy(b, s); return b }
+	for _, tc := range []struct {
+		b          []byte
+		like, want string
+		same       bool
+	}{
+		{field("abc"), "abc", "abc", true},
+		{field("abcd"), "abc", "abcd", false},
+		{field("ab"), "abc", "ab", false},
+		{field(""), "", "", true},
+		{field("x"), "", "x", false},
+		{[]byte("12345678"), "12345678", "12345678", false}, // no NUL in the field
+		{field("abc"), "abd", "abc", false},
+	} {
+		got := cStringLike(tc.b, tc.like)
+		if got != tc.want {
+			t.Errorf("cStringLike(%q, %q) = %q, want %q", tc.b, tc.like, got, tc.want)
+		}
+		if tc.same && len(got) > 0 && unsafe.StringData(got) != unsafe.StringData(tc.like) {
+			t.Errorf("cStringLike(%q, %q) allocated a copy", tc.b, tc.like)
 		}
 	}
 }

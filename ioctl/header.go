@@ -200,6 +200,9 @@ func cString(b []byte) string {
 
 // cStringLike is cString, returning like itself when the bytes spell it.
 func cStringLike(b []byte, like string) string {
+	if len(like) < len(b) && b[len(like)] == 0 && string(b[:len(like)]) == like {
+		return like // the usual echo, found without scanning for the NUL
+	}
 	n := len(b)
 	for i, c := range b {
 		if c == 0 {

@@ -7,8 +7,8 @@
 // It needs root and a kernel with device-mapper, thin provisioning and loop
 // devices; where the host has none, run it in the VM test tier:
 //
-//	go run ./internal/vm/cmd/vmrun run ./examples/bench            # boot with udevd
-//	go run ./internal/vm/cmd/vmrun run -udev=false ./examples/bench
+//	THINP_VM_MEMORY=8192 go run ./internal/vm/cmd/vmrun run -udev=false ./examples/bench
+//	THINP_VM_MEMORY=8192 go run ./internal/vm/cmd/vmrun run ./examples/bench -- -workloads a,b,d  # boot with udevd
 //	go run ./internal/vm/cmd/vmrun run ./examples/bench -- -quick -workloads a,b
 //
 // # Set-up
