@@ -32,17 +32,22 @@ func (c *cannedStatus) Ioctl(_ uint, b []byte) error {
 	return nil
 }
 
-// BenchmarkStatus is Control.Status of one thin volume: validation, the
-// request, the learned reply buffer, the reply's parsing into
-// []TargetStatus. Compare BenchmarkStatusFloor.
-func BenchmarkStatus(b *testing.B) {
+// cannedControl is a Control over cannedStatus, closed when b ends, and
+// the device the benchmarks read.
+func cannedControl(b *testing.B) (*dm.Control, context.Context, dm.Ref) {
 	ctl, err := dm.Open(dm.WithTransport(newCannedStatus(b)), dm.WithUdev(dm.UdevOff))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ctl.Close()
-	ctx := context.Background()
-	ref := dm.Name("thinp-bench-c-000042")
+	b.Cleanup(func() { ctl.Close() })
+	return ctl, context.Background(), dm.Name("thinp-bench-c-000042")
+}
+
+// BenchmarkStatus is Control.Status of one thin volume: validation, the
+// request, the learned reply buffer, the reply's parsing into
+// []TargetStatus. Compare BenchmarkStatusFloor.
+func BenchmarkStatus(b *testing.B) {
+	ctl, ctx, ref := cannedControl(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		st, err := ctl.Status(ctx, ref)
@@ -77,13 +82,7 @@ func BenchmarkStatusFloor(b *testing.B) {
 // BenchmarkStatusFunc is BenchmarkStatus through StatusFunc, which hands
 // out the status line without copying it.
 func BenchmarkStatusFunc(b *testing.B) {
-	ctl, err := dm.Open(dm.WithTransport(newCannedStatus(b)), dm.WithUdev(dm.UdevOff))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ctl.Close()
-	ctx := context.Background()
-	ref := dm.Name("thinp-bench-c-000042")
+	ctl, ctx, ref := cannedControl(b)
 	n := 0
 	fn := func(st dm.TargetStatus) error {
 		n += len(st.Status)

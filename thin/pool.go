@@ -228,49 +228,17 @@ func (p *Pool) Status(ctx context.Context, opts ...StatusOption) (PoolStatus, er
 }
 
 func (p *Pool) status(ctx context.Context, op string, flags ...dm.Flag) (PoolStatus, error) {
-	// The status line is parsed where the kernel wrote it (StatusFunc),
-	// so that polling a pool allocates nothing; what the result keeps of
-	// it is cloned.
-	var (
-		st     PoolStatus
-		n      int
-		typ    string
-		perr   error
-		parsed bool
-	)
-	err := p.ctl.StatusFunc(ctx, p.ref(), func(ts dm.TargetStatus) error {
-		if n++; n == 1 && ts.Type == PoolTargetType {
-			st, perr = ParsePoolStatus(ts.Status)
-			if perr != nil {
-				perr = cloneErr(ParsePoolStatus(strings.Clone(ts.Status)))
-			}
-			cloneAll(st.Extra)
-			parsed = true
-		} else if n == 1 {
-			typ = strings.Clone(ts.Type)
-		}
-		return nil
-	}, flags...)
+	r, err := readOneStatus(ctx, p.ctl, p.ref(), ParsePoolStatus, func(s *PoolStatus) []string { return s.Extra }, flags...)
 	if err != nil {
 		return PoolStatus{}, newError(op, p.name, nil, err)
 	}
-	if n != 1 || !parsed {
-		return PoolStatus{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: fmt.Errorf("status has %d targets, not one thin-pool (first: %q)", n, typ)})
+	if r.targets != 1 || r.first != PoolTargetType {
+		return PoolStatus{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: fmt.Errorf("status has %d targets, not one thin-pool (first: %q)", r.targets, r.first)})
 	}
-	if perr != nil {
-		return PoolStatus{}, newError(op, p.name, nil, &dm.Error{Op: op, Device: p.ref().String(), Err: perr})
+	if r.parseErr != nil {
+		return PoolStatus{}, newError(op, p.name, nil, &dm.Error{Op: op, Device: p.ref().String(), Err: r.parseErr})
 	}
-	return st, nil
-}
-
-// cloneErr returns the error of a parse of a copied line.
-func cloneErr[T any](_ T, err error) error { return err }
-
-// cloneAll replaces each string of s with a copy of its own.
-func cloneAll(s []string) {
-	for i := range s {
-		s[i] = strings.Clone(s[i])
-	}
+	return r.st, nil
 }
 
 func (p *Pool) parseStatus(op string, sts []dm.TargetStatus) (PoolStatus, error) {

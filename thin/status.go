@@ -1,7 +1,9 @@
 package thin
 
 import (
+	"context"
 	"strconv"
+	"strings"
 
 	"github.com/thinp/thinp/dm"
 )
@@ -529,4 +531,41 @@ func (st ThinStatus) String() string {
 // MappedBlocks is MappedSectors in data blocks of blockSize sectors.
 func (st ThinStatus) MappedBlocks(blockSize dm.Sectors) DataBlocks {
 	return DataBlocksIn(st.MappedSectors, blockSize)
+}
+
+// oneStatus is what readOneStatus found.
+type oneStatus[T any] struct {
+	st       T      // the first target's status, parsed
+	targets  int    // how many targets the device has
+	first    string // the first target's type
+	parseErr error  // from parsing the first target's status
+}
+
+// readOneStatus reads the status of a device meant to have one target and
+// parses the first target's line where the kernel wrote it
+// (dm.Control.StatusFunc), so that polling a pool or a volume allocates
+// nothing. What the result keeps of the line (extra, the tokens the parser
+// did not know) is cloned, and a parse error comes from a parse of a copy,
+// since the line does not outlive the call. The caller checks the count
+// and the type.
+func readOneStatus[T any](ctx context.Context, ctl *dm.Control, ref dm.Ref, parse func(string) (T, error), extra func(*T) []string, flags ...dm.Flag) (oneStatus[T], error) {
+	var r oneStatus[T]
+	err := ctl.StatusFunc(ctx, ref, func(ts dm.TargetStatus) error {
+		if r.targets++; r.targets > 1 {
+			return nil
+		}
+		r.first = ts.Type // a constant for the kernel's targets
+		if ts.Type != PoolTargetType && ts.Type != ThinTargetType {
+			r.first = strings.Clone(ts.Type)
+			return nil
+		}
+		if r.st, r.parseErr = parse(ts.Status); r.parseErr != nil {
+			_, r.parseErr = parse(strings.Clone(ts.Status))
+		}
+		for x, s := 0, extra(&r.st); x < len(s); x++ {
+			s[x] = strings.Clone(s[x])
+		}
+		return nil
+	}, flags...)
+	return r, err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -62,34 +61,17 @@ func (v *Volume) ref() dm.Ref { return dm.Name(v.name) }
 // Status reads the volume's status (mapped sectors, highest mapped sector).
 func (v *Volume) Status(ctx context.Context) (ThinStatus, error) {
 	const op = "thin status"
-	// Parsed in place, as Pool.Status is: nothing allocated.
-	var (
-		st     ThinStatus
-		n      int
-		perr   error
-		parsed bool
-	)
-	err := v.pool.ctl.StatusFunc(ctx, v.ref(), func(ts dm.TargetStatus) error {
-		if n++; n == 1 && ts.Type == ThinTargetType {
-			st, perr = ParseThinStatus(ts.Status)
-			if perr != nil {
-				perr = cloneErr(ParseThinStatus(strings.Clone(ts.Status)))
-			}
-			cloneAll(st.Extra)
-			parsed = true
-		}
-		return nil
-	}, dm.NoFlush)
+	r, err := readOneStatus(ctx, v.pool.ctl, v.ref(), ParseThinStatus, func(s *ThinStatus) []string { return s.Extra }, dm.NoFlush)
 	if err != nil {
 		return ThinStatus{}, newError(op, v.pool.name, nil, err)
 	}
-	if n != 1 || !parsed {
+	if r.targets != 1 || r.first != ThinTargetType {
 		return ThinStatus{}, newError(op, v.pool.name, ErrNotThin, &dm.Error{Op: op, Device: v.ref().String(), Err: errors.New("not a single thin target")})
 	}
-	if perr != nil {
-		return ThinStatus{}, newError(op, v.pool.name, nil, &dm.Error{Op: op, Device: v.ref().String(), Err: perr})
+	if r.parseErr != nil {
+		return ThinStatus{}, newError(op, v.pool.name, nil, &dm.Error{Op: op, Device: v.ref().String(), Err: r.parseErr})
 	}
-	return st, nil
+	return r.st, nil
 }
 
 // Deactivate removes the volume's dm device; the thin device and its data

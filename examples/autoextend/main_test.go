@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -87,24 +86,6 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a pool on two loop devices over sparse files, with a thin volume.
 type env struct {
 	ctl      *dm.Control
@@ -170,7 +151,7 @@ func newEnv(t *testing.T, prefix string, dataSize int64, lwm thin.DataBlocks) *e
 // daemonRun is autoextend running in a goroutine.
 type daemonRun struct {
 	t        *testing.T
-	log      *syncBuffer
+	log      *testenv.Buffer
 	cancel   context.CancelFunc
 	done     chan int
 	code     int
@@ -203,7 +184,7 @@ func (r *daemonRun) stop() int {
 
 // startDaemon runs autoextend with args in a goroutine, waits until it
 // watches the pool, and stops it at cleanup.
-func startDaemon(t *testing.T, log *syncBuffer, args ...string) *daemonRun {
+func startDaemon(t *testing.T, log *testenv.Buffer, args ...string) *daemonRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &daemonRun{t: t, log: log, cancel: cancel, done: make(chan int, 1)}
@@ -287,7 +268,7 @@ func TestIntegrationAutoextend(t *testing.T) {
 	testenv.CheckLeaks(t, prefix)
 	const initial = 16 << 20
 	e := newEnv(t, prefix, initial, 64)
-	var log syncBuffer
+	var log testenv.Buffer
 	d := startDaemon(t, &log, "-pool", e.pool.Name(), "-data-file", e.dataFile, "-step", "16MiB", "-max", "256MiB", "-v")
 
 	writeVolume(t, e.vol, 0, 48)
@@ -352,7 +333,7 @@ func TestIntegrationAutoextendThresholdMax(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	testenv.CheckLeaks(t, prefix)
 	e := newEnv(t, prefix, 16<<20, 0)
-	var log syncBuffer
+	var log testenv.Buffer
 	d := startDaemon(t, &log, "-pool", e.pool.Name(), "-data-file", e.dataFile, "-step", "8MiB", "-max", "24MiB", "-threshold", "50%")
 	ctx := context.Background()
 	spec, err := e.pool.Spec(ctx)
@@ -391,7 +372,7 @@ func TestIntegrationAutoextendThresholdMax(t *testing.T) {
 }
 
 // waitLog waits up to 30 s for s in the log.
-func waitLog(t *testing.T, log *syncBuffer, s string) {
+func waitLog(t *testing.T, log *testenv.Buffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(log.String(), s) {
@@ -431,7 +412,7 @@ func TestIntegrationAutoextendErrors(t *testing.T) {
 	}
 
 	// A pool that disappears while watched ends the daemon with status 1.
-	var log syncBuffer
+	var log testenv.Buffer
 	d := startDaemon(t, &log, "-pool", e.pool.Name(), "-data-file", e.dataFile)
 	if err := e.pool.Teardown(context.Background()); err != nil {
 		t.Fatalf("%+v", err)

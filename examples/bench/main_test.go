@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -107,7 +106,7 @@ func TestIntegrationBenchCancel(t *testing.T) {
 	testenv.CheckLeaks(t, prefix)
 
 	var out bytes.Buffer
-	var log lockedBuffer
+	var log testenv.Buffer
 	cfg := quickConfig(defaultConfig())
 	cfg.Workloads = "c"
 	cfg.Volumes = []int{100}
@@ -135,24 +134,6 @@ func TestIntegrationBenchCancel(t *testing.T) {
 	if strings.Contains(out.String(), "bench: c-status") {
 		t.Errorf("the workload finished before it was cancelled:\n%s", out.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestParseFlags(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,31 +69,6 @@ func TestFill(t *testing.T) {
 	if !bytes.Equal(b, a[100:1100]) {
 		t.Errorf("fill at an unaligned offset differs")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader, which calls
-// onWrite with everything written so far after each write.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	onWrite func(string)
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	n, err := s.b.Write(p)
-	all := s.b.String()
-	s.mu.Unlock()
-	if s.onWrite != nil {
-		s.onWrite(all)
-	}
-	return n, err
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // parseReport reads the report's " Key: value" lines and its volume lines.
@@ -185,7 +159,7 @@ func TestIntegrationDemo(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // the demo's directory goes here
 
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	code := run(context.Background(), []string{"-name", prefix, "-v"}, &out, &errb)
 	t.Logf("stdout:\n%s", out.String())
 	if code != exitOK {
@@ -277,8 +251,8 @@ func TestIntegrationDemoCancel(t *testing.T) {
 			dir := t.TempDir()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var errb syncBuffer
-			out := &syncBuffer{onWrite: func(all string) {
+			var errb testenv.Buffer
+			out := &testenv.Buffer{OnWrite: func(all string) {
 				if strings.Contains(all, tt.after) {
 					cancel()
 				}
@@ -315,7 +289,7 @@ func TestIntegrationDemoKeep(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	testenv.CheckLeaks(t, prefix)
 	dir := t.TempDir()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	code := run(context.Background(), []string{"-name", prefix, "-dir", dir, "-keep", "-data-size", "64MiB", "-volume-size", "8MiB"}, &out, &errb)
 	t.Logf("stdout:\n%s", out.String())
 	ctl, err := dm.Open()
@@ -371,7 +345,7 @@ func TestIntegrationDemoNameTaken(t *testing.T) {
 		t.Fatalf("%+v", err)
 	}
 	defer ctl.Remove(ctx, dm.Name(prefix+"vol"))
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	code := run(ctx, []string{"-name", prefix, "-dir", t.TempDir()}, &out, &errb)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	if code != exitFail {
@@ -401,7 +375,7 @@ func TestIntegrationDemoSIGINT(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-name", prefix, "-dir", dir)
 	cmd.Env = append(os.Environ(), "THINPOOL_RUN_MAIN=1")
-	var errb syncBuffer
+	var errb testenv.Buffer
 	cmd.Stderr = &errb
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -444,7 +418,7 @@ func TestIntegrationDemoDeferred(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	testenv.CheckLeaks(t, prefix)
 	dir := t.TempDir()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	code := run(context.Background(), []string{"-name", prefix, "-dir", dir, "-deferred-remove", "-data-size", "64MiB", "-volume-size", "8MiB", "-block-size", "128KiB"}, &out, &errb)
 	t.Logf("stdout:\n%s", out.String())
 	if code != exitOK {
