@@ -709,6 +709,16 @@ func (c *Control) TargetVersion(ctx context.Context, name string) (Version, erro
 // Message sends msg to the target that maps sector (DM_TARGET_MSG) and
 // returns the text the target answered, if any. Messages starting with '@'
 // go to device-mapper core instead of the target.
+//
+// The request goes in a 16 KiB buffer (the size that last sufficed, if a
+// reply needed more). An answer that does not fit is only known to be too
+// long after the target ran the message: the kernel then sets
+// DM_BUFFER_FULL_FLAG, and the message is sent again with twice the
+// buffer, as libdevmapper does, so it runs twice. That is harmless for the
+// messages that answer at length (@stats_list, @stats_print) and for
+// thin-pool messages, which answer nothing; a message that both changes
+// state and answers more than 16 KiB (@stats_print_clear over many areas)
+// should be split, a range of areas per call, so that each answer fits.
 func (c *Control) Message(ctx context.Context, ref Ref, sector Sectors, msg string) (string, error) {
 	err := ref.validate()
 	if err == nil && msg == "" {
