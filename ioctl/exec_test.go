@@ -794,3 +794,28 @@ func TestCStringLike(t *testing.T) {
 		}
 	}
 }
+
+// targetType returns the kernel's target names as constants and others as
+// copies, or as views of the buffer when aliasing.
+func TestTargetTypeNames(t *testing.T) {
+	for _, name := range []string{"thin", "thin-pool", "linear", "striped", "zero", "error", "snapshot",
+		"snapshot-origin", "snapshot-merge", "crypt", "cache", "writecache", "multipath", "raid", "mirror",
+		"verity", "integrity", "delay", "flakey", "era", "vdo", "frobnicator", "", "fifteen-chars-x"} {
+		b := make([]byte, MaxTypeName)
+		copy(b, name)
+		for _, alias := range []bool{false, true} {
+			got := targetType(b, alias)
+			if got != name {
+				t.Errorf("targetType(%q, %v) = %q", name, alias, got)
+			}
+			if n := testing.AllocsPerRun(10, func() { targetType(b, alias) }); name != "frobnicator" && name != "fifteen-chars-x" && n != 0 || alias && n != 0 {
+				t.Errorf("targetType(%q, %v): %v allocs", name, alias, n)
+			}
+		}
+	}
+	// A 16-byte field without a NUL is read whole.
+	b := []byte("sixteen-bytes-xx")
+	if got := targetType(b, false); got != "sixteen-bytes-xx" {
+		t.Errorf("no NUL: %q", got)
+	}
+}
