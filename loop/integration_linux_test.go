@@ -792,6 +792,55 @@ func TestIntegrationAddRemove(t *testing.T) {
 	}
 }
 
+// An unattached device that something holds open for a moment (udevd's
+// probe of a new device) is removed once it is let go; one held open for
+// good fails with ErrBusy after the wait.
+func TestIntegrationRemoveWhileProbed(t *testing.T) {
+	privileged(t)
+	c := testControl(t, false)
+	n, err := c.Add(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(devicePath(n), os.O_RDONLY, 0)
+	if err != nil {
+		c.Remove(n)
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		f.Close()
+		close(released)
+	}()
+	if err := c.Remove(n); err != nil {
+		t.Errorf("Remove while briefly open: %v", err)
+	}
+	<-released
+	if _, err := os.Stat(fmt.Sprintf("/sys/block/loop%d", n)); err == nil {
+		t.Errorf("loop%d still exists", n)
+		c.Remove(n)
+	}
+
+	n, err = c.Add(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err = os.OpenFile(devicePath(n), os.O_RDONLY, 0)
+	if err != nil {
+		c.Remove(n)
+		t.Fatal(err)
+	}
+	err = c.Remove(n)
+	f.Close()
+	if !errors.Is(err, ErrBusy) {
+		t.Errorf("Remove while held open = %v, want ErrBusy", err)
+	}
+	if err := c.Remove(n); err != nil {
+		t.Errorf("Remove after close: %v", err)
+	}
+}
+
 func TestIntegrationCloseDetach(t *testing.T) {
 	dir := privileged(t)
 	ctx := context.Background()

@@ -111,8 +111,10 @@ func (c *Control) Add(n int) (int, error) {
 }
 
 // Remove deletes the unattached device /dev/loopN (LOOP_CTL_REMOVE). It
-// fails with an error matching ErrBusy while the device is attached or
-// open.
+// fails with an error matching ErrBusy at once while the device is
+// attached, and after up to 2 seconds of retries while an unattached
+// device is held open (udevd probes every device it sees added, so a
+// Remove right after an Add meets EBUSY for a moment).
 func (c *Control) Remove(n int) error {
 	return c.remove(n)
 }

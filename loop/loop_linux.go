@@ -59,6 +59,7 @@ const (
 // loops whose every iteration is someone else making progress.
 const (
 	clrAttempts      = 10                    // LOOP_CLR_FD answering EBUSY
+	removeBusyWait   = 2 * time.Second       // LOOP_CTL_REMOVE of an unattached device answering EBUSY
 	setStatusRetries = 10                    // LOOP_SET_STATUS64 answering EAGAIN (older kernels)
 	nodeWait         = 2 * time.Second       // the kernel finishing a detach
 	backoffBase      = 20 * time.Microsecond // first allocation back-off
@@ -113,14 +114,36 @@ func (c *Control) remove(n int) error {
 	if n < 0 {
 		return &Error{Op: "control-remove", Err: newKinded(ErrInvalid, nil, "negative device number "+strconv.Itoa(n))}
 	}
-	err := c.withFD(func(fd int) error {
-		_, err := ioctlRet(fd, unix.LOOP_CTL_REMOVE, uintptr(n))
-		return err
-	})
-	if err != nil {
-		return &Error{Op: "control-remove", Device: devicePath(n), Err: err}
+	deadline := time.Now().Add(removeBusyWait)
+	for wait := time.Millisecond; ; wait = min(2*wait, pollMax) {
+		err := c.withFD(func(fd int) error {
+			_, err := ioctlRet(fd, unix.LOOP_CTL_REMOVE, uintptr(n))
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		// EBUSY on a device with no backing file means something has it
+		// open: udevd probing a device that was just added, typically,
+		// which lets go within milliseconds. An attached device stays
+		// busy: say so at once.
+		if !errors.Is(err, unix.EBUSY) || attached(n) || time.Now().After(deadline) {
+			return &Error{Op: "control-remove", Device: devicePath(n), Err: err}
+		}
+		time.Sleep(wait)
 	}
-	return nil
+}
+
+// attached reports whether /dev/loopN has a backing file, from sysfs (the
+// kernel adds the loop/ directory of a device while it is bound); opening
+// the device to ask would make it busy itself. Without sysfs it answers
+// true, so that callers do not wait for what they cannot see.
+func attached(n int) bool {
+	if _, err := os.Stat(sysBlock + "/loop" + strconv.Itoa(n)); err != nil {
+		return true
+	}
+	_, err := os.Stat(sysBlock + "/loop" + strconv.Itoa(n) + "/loop/backing_file")
+	return err == nil
 }
 
 func (c *Control) getFree() (int, error) {
