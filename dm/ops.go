@@ -454,11 +454,12 @@ func (c *Control) Table(ctx context.Context, ref Ref, flags ...Flag) (Table, err
 		return nil, newError("table", ref, err)
 	}
 	var t Table
-	err = c.tableStatus(ctx, "table", ref, f.wire()|ioctl.FlagStatusTable, func(n int, s ioctl.TargetSpec) {
+	err = c.tableStatus(ctx, "table", ref, f.wire()|ioctl.FlagStatusTable, false, func(n int, s ioctl.TargetSpec) error {
 		if t == nil {
 			t = make(Table, 0, n)
 		}
 		t = append(t, Target{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Params: s.Params})
+		return nil
 	})
 	return t, err
 }
@@ -475,11 +476,12 @@ func (c *Control) Status(ctx context.Context, ref Ref, flags ...Flag) ([]TargetS
 		return nil, newError("status", ref, err)
 	}
 	var st []TargetStatus
-	err = c.tableStatus(ctx, "status", ref, f.wire(), func(n int, s ioctl.TargetSpec) {
+	err = c.tableStatus(ctx, "status", ref, f.wire(), false, func(n int, s ioctl.TargetSpec) error {
 		if st == nil {
 			st = make([]TargetStatus, 0, n)
 		}
 		st = append(st, TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
+		return nil
 	})
 	return st, err
 }
@@ -501,32 +503,29 @@ func (c *Control) StatusFunc(ctx context.Context, ref Ref, fn func(TargetStatus)
 	if err != nil {
 		return newError("status", ref, err)
 	}
-	r := &ioctl.Request{Cmd: ioctl.CmdTableStatus}
-	r.Header.Flags = f.wire()
-	return c.do(ctx, "status", ref, r, func(h *ioctl.Header, b []byte) error {
-		var tr ioctl.TargetReader
-		tr.ResetAliased(h, b)
-		for tr.Next() {
-			s := tr.Spec()
-			if err := fn(TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params}); err != nil {
-				return err
-			}
-		}
-		return tr.Err()
+	return c.tableStatus(ctx, "status", ref, f.wire(), true, func(_ int, s ioctl.TargetSpec) error {
+		return fn(TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
 	})
 }
 
 // tableStatus issues DM_TABLE_STATUS and calls each with every target's
-// spec, and the number of targets the kernel reports.
-func (c *Control) tableStatus(ctx context.Context, op string, ref Ref, f ioctl.Flags, each func(n int, s ioctl.TargetSpec)) error {
+// spec and the number of targets the kernel reports, stopping at each's
+// first error. With alias, the spec's strings point into the reply buffer.
+func (c *Control) tableStatus(ctx context.Context, op string, ref Ref, f ioctl.Flags, alias bool, each func(n int, s ioctl.TargetSpec) error) error {
 	r := &ioctl.Request{Cmd: ioctl.CmdTableStatus}
 	r.Header.Flags = f
 	return c.do(ctx, op, ref, r, func(h *ioctl.Header, b []byte) error {
 		var tr ioctl.TargetReader
-		tr.Reset(h, b)
+		if alias {
+			tr.ResetAliased(h, b)
+		} else {
+			tr.Reset(h, b)
+		}
 		n := int(min(h.TargetCount, 1<<16)) // a capacity hint only
 		for tr.Next() {
-			each(n, tr.Spec())
+			if err := each(n, tr.Spec()); err != nil {
+				return err
+			}
 		}
 		return tr.Err()
 	})

@@ -178,7 +178,7 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 	c.mu.Unlock()
 	for {
 		if _, err := r.MarshalTo(rb.b); err != nil {
-			c.put(rb, secure, 0, false, 0, 0, len(rb.b))
+			c.drop(rb, secure)
 			return err
 		}
 		if err := c.T.Ioctl(r.Cmd.Request(), rb.b); err != nil {
@@ -189,17 +189,17 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 				(rb.h.Version[0] != sent[0] || rb.h.Version[1] < sent[1]) {
 				ierr.Kernel = rb.h.Version
 			}
-			c.put(rb, secure, 0, false, 0, 0, len(rb.b))
+			c.drop(rb, secure)
 			return ierr
 		}
 		h := &rb.h
 		if err := h.unmarshalLike(rb.b, &r.Header); err != nil {
-			c.put(rb, secure, 0, false, 0, 0, len(rb.b))
+			c.drop(rb, secure)
 			return err
 		}
 		if returns && h.Flags&FlagBufferFull != 0 {
 			if size >= limit {
-				c.put(rb, secure, 0, false, 0, 0, len(rb.b))
+				c.drop(rb, secure)
 				return &Error{Cmd: r.Cmd, Err: ErrBufferTooLarge}
 			}
 			if size < DefaultBufferSize {
@@ -209,10 +209,7 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 			} else {
 				size = min(size*2, limit)
 			}
-			if secure {
-				clear(rb.b)
-			}
-			rb.dirty = max(rb.dirty, len(rb.b))
+			rb.retire(secure, len(rb.b))
 			c.mu.Lock()
 			c.putLocked(rb)
 			rb = c.getLocked(size, r.Size())
@@ -223,27 +220,35 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 		// The kernel wrote back data_size bytes at most; the request
 		// took r.Size().
 		extent := max(r.Size(), min(int(h.DataSize), len(rb.b)))
-		c.put(rb, secure, r.Cmd, returns, size, h.DataSize, extent)
+		dataSize := h.DataSize
+		rb.retire(secure, extent)
+		c.mu.Lock()
+		if returns {
+			c.learnLocked(r.Cmd, size, dataSize)
+		}
+		c.putLocked(rb)
+		c.mu.Unlock()
 		return err
 	}
 }
 
-// put returns rb to the pool, wiped first if it held DM_SECURE_DATA (a
-// table or message with keys in it), and, with learn,
-// records that a reply of cmd fitted in size bytes, of which the kernel used
-// dataSize: one lock for both. extent is how many bytes from the start
-// this use may have written.
-func (c *Conn) put(rb *replyBuf, secure bool, cmd Cmd, learn bool, size int, dataSize uint32, extent int) {
+// retire readies rb for the pool: wiped if it held DM_SECURE_DATA (a table
+// or message with keys in it), its header dropped, and its dirty extent
+// widened to the extent bytes this use may have written.
+func (rb *replyBuf) retire(secure bool, extent int) {
 	if secure {
 		clear(rb.b)
 		extent = 0
 	}
 	rb.dirty = max(rb.dirty, extent)
 	rb.h = Header{}
+}
+
+// drop returns rb to the pool after a call that failed, when any byte of
+// it may have been written.
+func (c *Conn) drop(rb *replyBuf, secure bool) {
+	rb.retire(secure, len(rb.b))
 	c.mu.Lock()
-	if learn {
-		c.learnLocked(cmd, size, dataSize)
-	}
 	c.putLocked(rb)
 	c.mu.Unlock()
 }

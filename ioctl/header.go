@@ -188,32 +188,25 @@ func putCString(dst []byte, s string) {
 	clear(dst[n:])
 }
 
-// cString returns the bytes of b up to the first NUL (or all of b).
-func cString(b []byte) string {
+// cLen is the length of the C string in b: up to the first NUL, or all of b.
+func cLen(b []byte) int {
 	for i, c := range b {
 		if c == 0 {
-			return string(b[:i])
+			return i
 		}
 	}
-	return string(b)
+	return len(b)
 }
+
+// cString returns the bytes of b up to the first NUL (or all of b).
+func cString(b []byte) string { return string(b[:cLen(b)]) }
 
 // cStringLike is cString, returning like itself when the bytes spell it.
 func cStringLike(b []byte, like string) string {
 	if len(like) < len(b) && b[len(like)] == 0 && string(b[:len(like)]) == like {
 		return like // the usual echo, found without scanning for the NUL
 	}
-	n := len(b)
-	for i, c := range b {
-		if c == 0 {
-			n = i
-			break
-		}
-	}
-	if string(b[:n]) == like { // compared without allocating
-		return like
-	}
-	return string(b[:n])
+	return cString(b)
 }
 
 // EncodeDev packs major and minor the way the kernel's huge_encode_dev does

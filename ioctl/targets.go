@@ -121,13 +121,7 @@ func getSpec(b []byte, alias bool) (t TargetSpec, next uint32) {
 // targetType is cString for a target type name, without allocating for the
 // targets of the kernel tree; other names alias b when alias is set.
 func targetType(b []byte, alias bool) string {
-	n := len(b)
-	for i, c := range b {
-		if c == 0 {
-			n = i
-			break
-		}
-	}
+	n := cLen(b)
 	switch string(b[:n]) { // the compiler does not allocate here
 	case "thin":
 		return "thin"

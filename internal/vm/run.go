@@ -116,6 +116,7 @@ func GuestEnv(environ []string) []string {
 		}
 		switch {
 		case k == "GOGC", k == "GODEBUG", k == "GOMEMLIMIT", k == "GOMAXPROCS", k == "GOTRACEBACK":
+			// forwarded
 		case !strings.HasPrefix(k, "THINP_"),
 			k == "THINP_VM", strings.HasPrefix(k, "THINP_VM_"), strings.HasPrefix(k, "THINP_REQUIRE_"):
 			continue

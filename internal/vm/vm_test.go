@@ -165,9 +165,8 @@ func noCache(t *testing.T) {
 // have the go command's next lines overwrite the summary: .ci/run pipes the
 // output for that reason.)
 func printSummary(t *testing.T, line string) {
-	t.Log(line)
+	t.Log(line) // what -v and a failure show
 	if testing.Verbose() || t.Failed() {
-		fmt.Println(line)
 		return
 	}
 	if f := parentStdout(); f != nil {
