@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	pkgerrors "github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -43,11 +44,20 @@ var (
 )
 
 // Error is a failed device-mapper operation: what was attempted, on which
-// device, and why. Err is either a validation error (errors.Is ErrInvalid)
-// or the kernel's errno; Cmd is the ioctl that failed, if one was sent.
+// device, and why. Err is either a validation error (errors.Is ErrInvalid),
+// a refusal made before sending because the kernel would refuse (see
+// Refusal), or the kernel's errno; Cmd is the ioctl that failed, if one was
+// sent.
+//
+// Its text is one sentence: the operation and the device once, then the
+// reason in the words of the sentinel it matches, with the errno's name:
+//
+//	dm remove vol: device busy (EBUSY)
+//	dm create vol (DM_TABLE_LOAD): invalid argument (EINVAL)
+//	dm create: invalid name: "a/b" contains '/'
 type Error struct {
 	Op     string    // the operation: "create", "load", "remove", ...
-	Device string    // the device as given, "name vol", "uuid ...", "dev 253:0"; empty if none
+	Device string    // the device as given: a name, "uuid ...", "dev 253:0"; empty if none
 	Cmd    ioctl.Cmd // the failing ioctl; meaningful only if Sent
 	Sent   bool      // whether the failure came from the kernel
 	Err    error     // the cause: a unix.Errno, a validation error, ...
@@ -56,9 +66,10 @@ type Error struct {
 	// device is in the state the operation asked for.
 	Applied bool
 
-	stack error // pkg/errors stack, printed by %+v
+	stack pkgerrors.StackTrace // where the error was made, printed by %+v
 }
 
+// Error is the one-sentence description: "dm OP DEVICE (CMD): REASON".
 func (e *Error) Error() string {
 	var b []byte
 	b = append(b, "dm "...)
@@ -73,15 +84,64 @@ func (e *Error) Error() string {
 		b = append(b, ')')
 	}
 	b = append(b, ": "...)
-	b = append(b, e.Err.Error()...)
+	b = append(b, e.Reason()...)
 	return string(b)
+}
+
+// Reason is the cause alone, without the operation and device: "device
+// busy (EBUSY)", "invalid name: ...". Packages above dm use it to say what
+// failed once in their own words.
+func (e *Error) Reason() string {
+	if e.Err == nil {
+		return "failed"
+	}
+	if errno, ok := e.Err.(unix.Errno); ok {
+		return ErrnoText(errno)
+	}
+	return e.Err.Error()
+}
+
+// ErrnoText describes a kernel errno in the words of the sentinel it
+// matches, with its name: "device not found (ENXIO)", "device busy
+// (EBUSY)"; an errno no sentinel covers keeps the C library's text.
+func ErrnoText(errno unix.Errno) string {
+	name := unix.ErrnoName(errno)
+	if name == "" {
+		name = "errno " + strconv.Itoa(int(errno))
+	}
+	if s := sentinelOf(errno); s != nil {
+		return s.Error() + " (" + name + ")"
+	}
+	return errno.Error() + " (" + name + ")"
+}
+
+func sentinelOf(errno unix.Errno) error {
+	switch errno {
+	case unix.ENXIO, unix.ENODEV, unix.ENOENT:
+		return ErrNotFound
+	case unix.EBUSY:
+		return ErrBusy
+	case unix.EEXIST:
+		return ErrExists
+	case unix.ENODATA:
+		return ErrNoData
+	case unix.EINVAL:
+		return ErrInvalid
+	case unix.EACCES, unix.EPERM:
+		return ErrPermission
+	case unix.ENOTTY, unix.EOPNOTSUPP:
+		return ErrNotSupported
+	case unix.ETIMEDOUT:
+		return ErrTimeout
+	}
+	return nil
 }
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// Errno returns the kernel's errno, or 0 if the failure did not come from
-// the kernel.
+// Errno returns the kernel's errno, or the errno a Refusal stands for; 0
+// if there is none.
 func (e *Error) Errno() unix.Errno {
 	var errno unix.Errno
 	if errors.As(e.Err, &errno) {
@@ -103,35 +163,28 @@ func (e *Error) Is(target error) bool {
 	if errno == 0 {
 		return false
 	}
-	switch target {
-	case ErrNotFound:
-		return errno == unix.ENXIO || errno == unix.ENODEV || errno == unix.ENOENT
-	case ErrBusy:
-		return errno == unix.EBUSY
-	case ErrExists:
-		return errno == unix.EEXIST || (errno == unix.EBUSY && (e.Op == "create" || e.Op == "rename"))
-	case ErrNoData:
-		return errno == unix.ENODATA
-	case ErrInvalid:
-		return errno == unix.EINVAL
-	case ErrPermission:
-		return errno == unix.EACCES || errno == unix.EPERM
-	case ErrNotSupported:
-		return errno == unix.ENOTTY || errno == unix.EOPNOTSUPP
-	case ErrTimeout:
-		return errno == unix.ETIMEDOUT
+	if target == ErrExists && errno == unix.EBUSY {
+		// DM_DEV_CREATE and DM_DEV_RENAME answer EBUSY for a name or uuid
+		// that is taken; EBUSY from any other step (a table load whose
+		// device is held, a remove) is ErrBusy only.
+		return e.Sent && (e.Cmd == ioctl.CmdDevCreate || e.Cmd == ioctl.CmdDevRename)
 	}
-	return false
+	if target == ErrBusy && errno == unix.EBUSY && e.Sent && (e.Cmd == ioctl.CmdDevCreate || e.Cmd == ioctl.CmdDevRename) {
+		return false
+	}
+	return sentinelOf(errno) == target
 }
+
+// StackTrace is where the error was made, in the form of
+// github.com/pkg/errors; %+v prints it.
+func (e *Error) StackTrace() pkgerrors.StackTrace { return e.stack }
 
 // Format prints the error; %+v adds the stack where it was created.
 func (e *Error) Format(s fmt.State, verb rune) {
 	switch {
 	case verb == 'v' && s.Flag('+'):
 		io.WriteString(s, e.Error())
-		if e.stack != nil {
-			fmt.Fprintf(s, "%+v", e.stack)
-		}
+		e.stack.Format(s, verb)
 	case verb == 'q':
 		fmt.Fprintf(s, "%q", e.Error())
 	default:
@@ -139,8 +192,13 @@ func (e *Error) Format(s fmt.State, verb rune) {
 	}
 }
 
-func newError(op string, ref Ref, err error) *Error {
-	e := &Error{Op: op, Err: err, stack: pkgerrors.WithStack(errStackMarker)}
+// NewError makes the *Error for operation op on the device ref (the zero
+// Ref for none) failing with err: a *InvalidError (see Invalid), a
+// Refusal, an error from package ioctl (which says which ioctl failed and
+// the errno), or any other cause. Packages built on dm use it so that
+// every failure below them is one *Error with one stack.
+func NewError(op string, ref Ref, err error) *Error {
+	e := &Error{Op: op, Err: err, stack: callers()}
 	if !ref.IsZero() {
 		e.Device = ref.String()
 	}
@@ -151,6 +209,18 @@ func newError(op string, ref Ref, err error) *Error {
 	return e
 }
 
+func newError(op string, ref Ref, err error) *Error { return NewError(op, ref, err) }
+
+// callers records the stack above the constructor that calls it.
+func callers() pkgerrors.StackTrace {
+	type tracer interface{ StackTrace() pkgerrors.StackTrace }
+	st := pkgerrors.WithStack(errStackMarker).(tracer).StackTrace()
+	if len(st) > 2 {
+		st = st[2:] // callers and the constructor
+	}
+	return st
+}
+
 // errStackMarker is the message-less error pkg/errors wraps to record a
 // stack; only its stack is ever printed.
 var errStackMarker = stackMarker{}
@@ -158,6 +228,23 @@ var errStackMarker = stackMarker{}
 type stackMarker struct{}
 
 func (stackMarker) Error() string { return "" }
+
+// Refusal is the cause of an operation refused before anything was sent
+// because the kernel would refuse it with errno: reason says why in a
+// user's words, and errors.Is matches errno (and so, through *Error, the
+// sentinel errno maps to).
+func Refusal(errno unix.Errno, format string, args ...any) error {
+	return &refusal{reason: fmt.Sprintf(format, args...), errno: errno}
+}
+
+type refusal struct {
+	reason string
+	errno  unix.Errno
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+func (r *refusal) Unwrap() error { return r.errno }
 
 // Applied reports whether err is a *Error whose operation the kernel
 // carried out even though the call failed afterwards (see Error.Applied).
@@ -173,14 +260,18 @@ type InvalidError struct {
 	Reason string
 }
 
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
+func (e *InvalidError) Error() string { return "invalid " + e.Field + ": " + e.Reason }
 
 // Is reports whether target is ErrInvalid.
 func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
 
-func invalid(field, format string, args ...any) error {
+// Invalid is a request refused before anything reached the kernel because
+// field is wrong; reason says how. It matches ErrInvalid but no errno.
+func Invalid(field, format string, args ...any) error {
 	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+func invalid(field, format string, args ...any) error { return Invalid(field, format, args...) }
 
 // NotSupportedError says the running kernel's dm interface is older than
 // what a request needs. It matches ErrNotSupported.

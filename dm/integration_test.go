@@ -57,7 +57,7 @@ func loopDev(t *testing.T, size int64) dm.Dev {
 		d.Detach(context.Background())
 		d.Close()
 	})
-	return dm.Dev{Major: d.Dev().Major(), Minor: d.Dev().Minor()}
+	return d.Dev()
 }
 
 func dmsetup(t *testing.T, args ...string) string {

@@ -22,7 +22,7 @@ func (c *Control) nodeAdd(name string, dev Dev) error {
 	if !c.managesNodes() {
 		return nil
 	}
-	return udev.MakeNode(c.mapperDir(), name, dev.Major, dev.Minor, 0o600)
+	return udev.MakeNode(c.mapperDir(), name, dev, 0o600)
 }
 
 func (c *Control) nodeRemove(name string) error {
@@ -41,7 +41,7 @@ func (c *Control) nodeRename(oldName, newName string, dev Dev) error {
 			return err
 		}
 	}
-	return udev.MakeNode(c.mapperDir(), newName, dev.Major, dev.Minor, 0o600)
+	return udev.MakeNode(c.mapperDir(), newName, dev, 0o600)
 }
 
 // MakeNodes makes /dev/mapper match the kernel, like `dmsetup mknodes`:
@@ -56,7 +56,7 @@ func (c *Control) MakeNodes(ctx context.Context) error {
 	want := map[string]bool{"control": true}
 	for _, d := range devs {
 		want[d.Name] = true
-		if err := udev.MakeNode(dir, d.Name, d.Dev.Major, d.Dev.Minor, 0o600); err != nil {
+		if err := udev.MakeNode(dir, d.Name, d.Dev, 0o600); err != nil {
 			return newError("mknodes", Name(d.Name), err)
 		}
 	}

@@ -36,10 +36,10 @@ func WithReadOnly() CreateOption { return func(c *createConfig) { c.flags |= Rea
 func WithSecureData() CreateOption { return func(c *createConfig) { c.flags |= SecureData } }
 
 func (cc *createConfig) validate(name string) error {
-	if err := validateName(name); err != nil {
+	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if err := validateUUID(cc.uuid); err != nil {
+	if err := ValidateUUID(cc.uuid); err != nil {
 		return err
 	}
 	if cc.hasMinor && cc.minor > 0xfffff {
@@ -67,7 +67,7 @@ func (c *Control) createDevice(ctx context.Context, name string, cc *createConfi
 	if cc.hasMinor {
 		r.Header.Flags |= ioctl.FlagPersistentDev
 		// Only the minor is used; the major is dm's own.
-		r.Header.Dev = ioctl.EncodeDev(0, cc.minor)
+		r.Header.Dev = ioctl.Dev{Minor: cc.minor}.Encode()
 	}
 	var info Info
 	err := c.do(ctx, "create", Name(name), r, func(h *ioctl.Header, _ []byte) error {
@@ -379,7 +379,7 @@ func (c *Control) RemoveAll(ctx context.Context, flags ...Flag) error {
 func (c *Control) Rename(ctx context.Context, ref Ref, newName string) error {
 	err := ref.validate()
 	if err == nil {
-		err = validateName(newName)
+		err = ValidateName(newName)
 	}
 	if err != nil {
 		return newError("rename", ref, err)
@@ -388,7 +388,7 @@ func (c *Control) Rename(ctx context.Context, ref Ref, newName string) error {
 	var oldName string
 	var dev Dev
 	err = c.withCookie(ctx, "rename", ref, r, func(h *ioctl.Header, _ []byte) error {
-		dev = devFromKernel(h.Dev)
+		dev = ioctl.DecodeDev(h.Dev)
 		return nil
 	})
 	if err != nil {
@@ -411,7 +411,7 @@ func (c *Control) SetUUID(ctx context.Context, ref Ref, uuid string) error {
 		if uuid == "" {
 			err = invalid("uuid", "empty")
 		} else {
-			err = validateUUID(uuid)
+			err = ValidateUUID(uuid)
 		}
 	}
 	if err != nil {
@@ -551,7 +551,7 @@ func (c *Control) Deps(ctx context.Context, ref Ref, flags ...Flag) ([]Dev, erro
 		}
 		raw, err := ioctl.ParseDeps(p)
 		for _, d := range raw {
-			devs = append(devs, devFromKernel(d))
+			devs = append(devs, ioctl.DecodeDev(d))
 		}
 		return err
 	})
@@ -611,7 +611,7 @@ func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error
 		nl := ioctl.NewNameListReader(p, h.Version)
 		for nl.Next() {
 			e := nl.Entry()
-			out = append(out, Device{Name: e.Name, UUID: e.UUID, Dev: devFromKernel(e.Dev), EventNr: e.EventNr, HasEventNr: e.HasEventNr})
+			out = append(out, Device{Name: e.Name, UUID: e.UUID, Dev: ioctl.DecodeDev(e.Dev), EventNr: e.EventNr, HasEventNr: e.HasEventNr})
 		}
 		return nl.Err()
 	})

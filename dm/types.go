@@ -23,39 +23,20 @@ func (s Sectors) Bytes() uint64 { return uint64(s) * SectorSize }
 // SectorsOf converts a byte count to sectors, rounding down.
 func SectorsOf(bytes uint64) Sectors { return Sectors(bytes / SectorSize) }
 
-// Dev is a block device number.
-type Dev struct {
-	Major, Minor uint32
-}
+// Dev is a block device number, major:minor. It is ioctl.Dev, the one
+// device-number type of the module, which package loop and package udev use
+// too: a loop device's Dev goes straight into a table.
+type Dev = ioctl.Dev
 
-// String formats d as tables refer to devices, "major:minor".
-func (d Dev) String() string {
-	return strconv.FormatUint(uint64(d.Major), 10) + ":" + strconv.FormatUint(uint64(d.Minor), 10)
-}
-
-// IsZero reports whether d is 0:0, which no device has.
-func (d Dev) IsZero() bool { return d == Dev{} }
-
-// ParseDev parses "major:minor".
+// ParseDev parses "major:minor", as tables write device numbers. A string
+// that is not one, or a number the kernel cannot have, is ErrInvalid.
 func ParseDev(s string) (Dev, error) {
-	maj, min, ok := strings.Cut(s, ":")
-	if !ok {
-		return Dev{}, invalid("dev", "%q is not major:minor", s)
+	d, err := ioctl.ParseDev(s)
+	if err != nil {
+		return Dev{}, invalid("device number", "%q is not major:minor of a device", s)
 	}
-	a, err1 := strconv.ParseUint(maj, 10, 32)
-	b, err2 := strconv.ParseUint(min, 10, 32)
-	if err1 != nil || err2 != nil || a > 0xfff || b > 0xfffff {
-		return Dev{}, invalid("dev", "%q is not major:minor", s)
-	}
-	return Dev{uint32(a), uint32(b)}, nil
+	return d, nil
 }
-
-func devFromKernel(v uint64) Dev {
-	maj, min := ioctl.DecodeDev(v)
-	return Dev{maj, min}
-}
-
-func (d Dev) kernel() uint64 { return ioctl.EncodeDev(d.Major, d.Minor) }
 
 type refKind uint8
 
@@ -86,11 +67,11 @@ func DevNum(d Dev) Ref { return Ref{kind: refDev, dev: d} }
 // IsZero reports whether r refers to nothing.
 func (r Ref) IsZero() bool { return r.kind == refNone }
 
-// String describes r: "name vol", "uuid X", "dev 253:0".
+// String describes r: "vol" (a name), "uuid X", "dev 253:0".
 func (r Ref) String() string {
 	switch r.kind {
 	case refName:
-		return "name " + r.s
+		return r.s
 	case refUUID:
 		return "uuid " + r.s
 	case refDev:
@@ -103,18 +84,15 @@ func (r Ref) String() string {
 func (r Ref) validate() error {
 	switch r.kind {
 	case refName:
-		return validateName(r.s)
+		return ValidateName(r.s)
 	case refUUID:
 		if r.s == "" {
 			return invalid("uuid", "empty")
 		}
-		return validateUUID(r.s)
+		return ValidateUUID(r.s)
 	case refDev:
-		if r.dev.IsZero() {
-			return invalid("dev", "0:0 is no device")
-		}
-		if r.dev.Major > 0xfff || r.dev.Minor > 0xfffff {
-			return invalid("dev", "%s does not fit dev_t", r.dev)
+		if err := r.dev.Valid(); err != nil {
+			return invalid("device number", "%s is not a device the kernel can have", r.dev)
 		}
 		return nil
 	}
@@ -129,7 +107,7 @@ func (r Ref) put(h *ioctl.Header) {
 	case refUUID:
 		h.UUID = r.s
 	case refDev:
-		h.Dev = r.dev.kernel()
+		h.Dev = r.dev.Encode()
 	}
 }
 
@@ -271,9 +249,10 @@ func (t Table) specs() []ioctl.TargetSpec {
 	return specs
 }
 
-// validateName applies the kernel's rules for a device name, plus the
-// length the wire format can carry.
-func validateName(name string) error {
+// ValidateName checks a device name by the kernel's rules and the length
+// the wire format carries: not empty, at most 127 bytes, no '/' or NUL, and
+// not "control", "." or "..". A bad name is a *InvalidError (ErrInvalid).
+func ValidateName(name string) error {
 	switch {
 	case name == "":
 		return invalid("name", "empty")
@@ -289,7 +268,10 @@ func validateName(name string) error {
 	return nil
 }
 
-func validateUUID(uuid string) error {
+// ValidateUUID checks a device uuid: at most 128 bytes and no NUL. The
+// empty uuid is valid (a device without one). A bad uuid is a
+// *InvalidError (ErrInvalid).
+func ValidateUUID(uuid string) error {
 	switch {
 	case len(uuid) > ioctl.UUIDLen-1:
 		return invalid("uuid", "%d bytes, more than the kernel's 128", len(uuid))
@@ -323,7 +305,7 @@ func infoFromHeader(h *ioctl.Header) Info {
 	return Info{
 		Name:            h.Name,
 		UUID:            h.UUID,
-		Dev:             devFromKernel(h.Dev),
+		Dev:             ioctl.DecodeDev(h.Dev),
 		OpenCount:       h.OpenCount,
 		EventNr:         h.EventNr,
 		TargetCount:     h.TargetCount,

@@ -130,9 +130,10 @@ func TestValidationSendsNothing(t *testing.T) {
 }
 
 func TestErrorClassification(t *testing.T) {
-	mk := func(op string, errno unix.Errno) error {
-		return newError(op, Name("x"), &ioctl.Error{Cmd: ioctl.CmdDevRemove, Err: errno})
+	mkc := func(op string, cmd ioctl.Cmd, errno unix.Errno) error {
+		return newError(op, Name("x"), &ioctl.Error{Cmd: cmd, Err: errno})
 	}
+	mk := func(op string, errno unix.Errno) error { return mkc(op, ioctl.CmdDevRemove, errno) }
 	tests := []struct {
 		err   error
 		is    []error
@@ -140,7 +141,15 @@ func TestErrorClassification(t *testing.T) {
 	}{
 		{mk("remove", unix.ENXIO), []error{ErrNotFound, unix.ENXIO}, []error{ErrBusy, ErrInvalid}},
 		{mk("remove", unix.EBUSY), []error{ErrBusy, unix.EBUSY}, []error{ErrExists, ErrNotFound}},
-		{mk("create", unix.EBUSY), []error{ErrBusy, ErrExists}, []error{ErrNotFound}},
+		// EBUSY means "name or uuid taken" only from DM_DEV_CREATE and
+		// DM_DEV_RENAME; from a table load it is a device in use.
+		{mkc("create", ioctl.CmdDevCreate, unix.EBUSY), []error{ErrExists, unix.EBUSY}, []error{ErrBusy, ErrNotFound}},
+		{mkc("rename", ioctl.CmdDevRename, unix.EBUSY), []error{ErrExists, unix.EBUSY}, []error{ErrBusy}},
+		{mkc("create", ioctl.CmdTableLoad, unix.EBUSY), []error{ErrBusy, unix.EBUSY}, []error{ErrExists}},
+		{mkc("reload", ioctl.CmdTableLoad, unix.EBUSY), []error{ErrBusy}, []error{ErrExists}},
+		// A refusal before sending matches its errno and that errno's
+		// sentinel, and claims no ioctl.
+		{NewError("create_thin 1", Name("pool"), Refusal(unix.EEXIST, "thin id 1 is active as vol")), []error{ErrExists, unix.EEXIST}, []error{ErrBusy, ErrInvalid}},
 		{mk("message", unix.EEXIST), []error{ErrExists, unix.EEXIST}, []error{ErrBusy}},
 		{mk("message", unix.ENODATA), []error{ErrNoData}, []error{ErrNotFound}},
 		{mk("load", unix.EINVAL), []error{ErrInvalid, unix.EINVAL}, []error{ErrNoData}},
@@ -162,8 +171,26 @@ func TestErrorClassification(t *testing.T) {
 		}
 	}
 	e := mk("remove", unix.EBUSY).(*Error)
-	if got, want := e.Error(), "dm remove name x (DM_DEV_REMOVE): device or resource busy"; got != want {
+	if got, want := e.Error(), "dm remove x (DM_DEV_REMOVE): device busy (EBUSY)"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{mk("remove", unix.ENXIO), "dm remove x (DM_DEV_REMOVE): device not found (ENXIO)"},
+		{mk("remove", unix.ENOSPC), "dm remove x (DM_DEV_REMOVE): no space left on device (ENOSPC)"},
+		{NewError("create", Ref{}, Invalid("name", "%q contains '/'", "a/b")), `dm create: invalid name: "a/b" contains '/'`},
+		{NewError("create_thin 1", Name("pool"), Refusal(unix.EEXIST, "thin id 1 is active as vol")), "dm create_thin 1 pool: thin id 1 is active as vol"},
+		{NewError("info", DevNum(Dev{Major: 253, Minor: 1}), Invalid("x", "y")), "dm info dev 253:1: invalid x: y"},
+	} {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+		// Nothing refused before sending names an ioctl.
+		if de := tt.err.(*Error); !de.Sent && strings.Contains(de.Error(), "DM_") {
+			t.Errorf("%q names an ioctl that was never sent", de.Error())
+		}
 	}
 	if e.Errno() != unix.EBUSY {
 		t.Errorf("Errno() = %v", e.Errno())
@@ -207,7 +234,7 @@ func TestTableRoundTrip(t *testing.T) {
 
 func TestDev(t *testing.T) {
 	d, err := ParseDev("253:1024")
-	if err != nil || d != (Dev{253, 1024}) || d.String() != "253:1024" {
+	if err != nil || d != (Dev{Major: 253, Minor: 1024}) || d.String() != "253:1024" {
 		t.Fatalf("ParseDev: %v %v", d, err)
 	}
 	for _, bad := range []string{"", "253", "a:b", "4096:0", "1:1048576", "-1:0"} {
@@ -215,7 +242,7 @@ func TestDev(t *testing.T) {
 			t.Errorf("ParseDev(%q) = %v", bad, err)
 		}
 	}
-	if devFromKernel(d.kernel()) != d {
+	if ioctl.DecodeDev(d.Encode()) != d {
 		t.Error("dev round trip")
 	}
 }

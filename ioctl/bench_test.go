@@ -75,7 +75,7 @@ func nameListReply(n int) []byte {
 	entries := make([]NameEntry, n)
 	for i := range entries {
 		entries[i] = NameEntry{
-			Dev:     EncodeDev(253, uint32(i)),
+			Dev:     Dev{Major: 253, Minor: uint32(i)}.Encode(),
 			Name:    fmt.Sprintf("thinp-pool0-thin-%06d", i),
 			EventNr: uint32(i),
 			Flags:   NameListHasUUID,

@@ -40,11 +40,11 @@ func TestDev(t *testing.T) {
 		{0x1ff, 0x1ff, 0x11ffff},     // 511:511
 	}
 	for _, tt := range known {
-		if got := EncodeDev(tt.major, tt.minor); got != tt.dev {
-			t.Errorf("EncodeDev(%d, %d) = %#x, want %#x", tt.major, tt.minor, got, tt.dev)
+		if got := (Dev{tt.major, tt.minor}).Encode(); got != tt.dev {
+			t.Errorf("Dev{%d, %d}.Encode() = %#x, want %#x", tt.major, tt.minor, got, tt.dev)
 		}
-		if ma, mi := DecodeDev(tt.dev); ma != tt.major || mi != tt.minor {
-			t.Errorf("DecodeDev(%#x) = %d:%d, want %d:%d", tt.dev, ma, mi, tt.major, tt.minor)
+		if d := DecodeDev(tt.dev); d != (Dev{tt.major, tt.minor}) {
+			t.Errorf("DecodeDev(%#x) = %s, want %d:%d", tt.dev, d, tt.major, tt.minor)
 		}
 		// For 12-bit majors and 20-bit minors huge_encode_dev agrees
 		// with glibc's makedev, which x/sys/unix implements.
@@ -58,16 +58,16 @@ func TestDev(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 100000; i++ {
 		major, minor := rng.Uint32()&0xfff, rng.Uint32()&0xfffff
-		dev := EncodeDev(major, minor)
+		dev := Dev{major, minor}.Encode()
 		if dev != unix.Mkdev(major, minor) || dev>>32 != 0 {
-			t.Fatalf("EncodeDev(%d, %d) = %#x, unix.Mkdev %#x", major, minor, dev, unix.Mkdev(major, minor))
+			t.Fatalf("Dev{%d, %d}.Encode() = %#x, unix.Mkdev %#x", major, minor, dev, unix.Mkdev(major, minor))
 		}
-		if ma, mi := DecodeDev(dev); ma != major || mi != minor {
-			t.Fatalf("round trip %d:%d -> %#x -> %d:%d", major, minor, dev, ma, mi)
+		if d := DecodeDev(dev); d != (Dev{major, minor}) {
+			t.Fatalf("round trip %d:%d -> %#x -> %s", major, minor, dev, d)
 		}
 	}
 	// DecodeDev looks at the low 32 bits only, as new_decode_dev does.
-	if ma, mi := DecodeDev(0xffffffff00000000 | 0xfd00); ma != 253 || mi != 0 {
-		t.Errorf("DecodeDev with high bits: %d:%d", ma, mi)
+	if d := DecodeDev(0xffffffff00000000 | 0xfd00); d != (Dev{253, 0}) {
+		t.Errorf("DecodeDev with high bits: %s", d)
 	}
 }

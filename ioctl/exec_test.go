@@ -574,7 +574,7 @@ func TestDoMarshalError(t *testing.T) {
 func TestDoReplyHeader(t *testing.T) {
 	k := &fakeKernel{fn: func(req uint, b []byte) error {
 		h := Header{Version: Version{4, 47, 0}, DataSize: DataOffset, DataStart: DataStart, TargetCount: 1,
-			OpenCount: 2, Flags: FlagActivePresent | FlagUeventGenerated, EventNr: 9, Dev: EncodeDev(253, 4),
+			OpenCount: 2, Flags: FlagActivePresent | FlagUeventGenerated, EventNr: 9, Dev: Dev{Major: 253, Minor: 4}.Encode(),
 			Name: "pool", UUID: "u"}
 		return h.MarshalTo(b)
 	}}
@@ -592,7 +592,7 @@ func TestDoReplyHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Version != (Version{4, 47, 0}) || got.Flags != FlagActivePresent|FlagUeventGenerated ||
-		got.EventNr != 9 || got.OpenCount != 2 || got.Dev != EncodeDev(253, 4) || got.UUID != "u" {
+		got.EventNr != 9 || got.OpenCount != 2 || got.Dev != (Dev{Major: 253, Minor: 4}.Encode()) || got.UUID != "u" {
 		t.Errorf("reply header %+v", got)
 	}
 	if sent := k.calls[0].hdr; sent.EventNr != 0x0d4d0001 || sent.Version != V4_0 {

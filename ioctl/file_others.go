@@ -21,3 +21,6 @@ func (f *File) Ioctl(req uint, b []byte) error { return ErrUnsupported }
 
 // Close does nothing.
 func (f *File) Close() error { return nil }
+
+// DevOf fails: block device numbers are read the Linux way.
+func DevOf(path string) (Dev, error) { return Dev{}, ErrUnsupported }

@@ -38,7 +38,7 @@ func TestGoldenHeader(t *testing.T) {
 		OpenCount:   -1,
 		Flags:       FlagSuspend | FlagNoFlush,
 		EventNr:     0x0d4d0001,
-		Dev:         EncodeDev(253, 3),
+		Dev:         Dev{Major: 253, Minor: 3}.Encode(),
 		Name:        "pool",
 		UUID:        "THINP-pool-1",
 	}
@@ -145,7 +145,7 @@ var goldenRequests = []struct {
 	{
 		name: "create with uuid and persistent minor",
 		req: Request{Cmd: CmdDevCreate, Header: Header{
-			Flags: FlagPersistentDev, Dev: EncodeDev(253, 7), Name: "pool", UUID: "THINP-0001", EventNr: 1234}},
+			Flags: FlagPersistentDev, Dev: Dev{Major: 253, Minor: 7}.Encode(), Name: "pool", UUID: "THINP-0001", EventNr: 1234}},
 		want: `
 			04 00 00 00 00 00 00 00 00 00 00 00 // version 4.0.0
 			38 01 00 00                         // data_size 312
@@ -267,7 +267,7 @@ var goldenRequests = []struct {
 	},
 	{
 		name: "status by dev",
-		req:  Request{Cmd: CmdDevStatus, Header: Header{Dev: EncodeDev(259, 65536)}},
+		req:  Request{Cmd: CmdDevStatus, Header: Header{Dev: Dev{Major: 259, Minor: 65536}.Encode()}},
 		want: `
 			04 00 00 00 00 00 00 00 00 00 00 00 // version 4.0.0
 			38 01 00 00                         // data_size 312
@@ -968,7 +968,7 @@ func TestGoldenDeps(t *testing.T) {
 		01 fd 00 00 00 00 00 00 // dev 253:1
 		00 03 01 10 00 00 00 00 // dev 259:65536
 	`)
-	want := []uint64{EncodeDev(7, 0), EncodeDev(253, 1), EncodeDev(259, 65536)}
+	want := []uint64{Dev{Major: 7, Minor: 0}.Encode(), Dev{Major: 253, Minor: 1}.Encode(), Dev{Major: 259, Minor: 65536}.Encode()}
 	got, err := ParseDeps(payload)
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ type Header struct {
 	OpenCount   int32
 	Flags       Flags
 	EventNr     uint32
-	Dev         uint64 // huge_encode_dev form; see EncodeDev
+	Dev         uint64 // huge_encode_dev form; see Dev.Encode and DecodeDev
 	Name        string
 	UUID        string
 }
@@ -207,19 +207,4 @@ func cStringLike(b []byte, like string) string {
 		return like // the usual echo, found without scanning for the NUL
 	}
 	return cString(b)
-}
-
-// EncodeDev packs major and minor the way the kernel's huge_encode_dev does
-// for dm_ioctl.dev and dm_name_list.dev:
-//
-//	(minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)
-func EncodeDev(major, minor uint32) uint64 {
-	return uint64(minor&0xff) | uint64(major)<<8 | uint64(minor&^0xff)<<12
-}
-
-// DecodeDev unpacks a huge_encode_dev value into major and minor.
-func DecodeDev(dev uint64) (major, minor uint32) {
-	major = uint32((dev >> 8) & 0xfff)
-	minor = uint32(dev&0xff) | uint32((dev>>12)&0xfff00)
-	return major, minor
 }

@@ -21,6 +21,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
 // childEnv makes the test binary a worker of TestIntegrationCrossProcess:
@@ -177,9 +179,9 @@ func TestIntegrationOptionsRoundTrip(t *testing.T) {
 				wantSt := Status{
 					Number:       d.Number(),
 					Path:         "/dev/loop" + strconv.Itoa(d.Number()),
-					Dev:          DevT(dst.Rdev),
+					Dev:          ioctl.DecodeDev(uint64(dst.Rdev)),
 					BackingFile:  path,
-					BackingDev:   DevT(fst.Dev),
+					BackingDev:   ioctl.DecodeDev(uint64(fst.Dev)),
 					BackingInode: fst.Ino,
 					Options:      want,
 					Size:         size,
@@ -188,7 +190,7 @@ func TestIntegrationOptionsRoundTrip(t *testing.T) {
 				if diff := cmp.Diff(wantSt, st); diff != "" {
 					t.Errorf("Status() mismatch (-want +got):\n%s", diff)
 				}
-				if d.Dev() != DevT(dst.Rdev) || d.Dev().Major() != unix.Major(dst.Rdev) || d.Dev().Minor() != unix.Minor(dst.Rdev) {
+				if d.Dev() != ioctl.DecodeDev(uint64(dst.Rdev)) || d.Dev().Major != unix.Major(dst.Rdev) || d.Dev().Minor != unix.Minor(dst.Rdev) {
 					t.Errorf("Dev() = %v, stat says %d:%d", d.Dev(), unix.Major(dst.Rdev), unix.Minor(dst.Rdev))
 				}
 				if got := blkSize(t, d.Path()); got != size {
@@ -1002,7 +1004,7 @@ func hammer(c *Control, dir, prefix string, workers, cycles int, inUse *sync.Map
 				st, err := d.Status()
 				if err != nil {
 					report(fmt.Errorf("worker %d cycle %d: %w", w, i, err))
-				} else if uint64(st.BackingDev) != uint64(want.Dev) || st.BackingInode != want.Ino || st.ReadOnly != o.ReadOnly || st.Autoclear != o.Autoclear {
+				} else if st.BackingDev != ioctl.DecodeDev(uint64(want.Dev)) || st.BackingInode != want.Ino || st.ReadOnly != o.ReadOnly || st.Autoclear != o.Autoclear {
 					report(fmt.Errorf("worker %d cycle %d: %s is not ours: %+v", w, i, d, st))
 				}
 				inUse.Delete(d.Number())

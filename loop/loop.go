@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
 // Control is an open handle on /dev/loop-control, the kernel's allocator of
@@ -143,7 +145,7 @@ type Device struct {
 
 	number int
 	path   string
-	dev    DevT
+	dev    ioctl.Dev
 	// seq is the disk sequence number when the Device was opened, so
 	// Detach can tell our attachment from a later one of the same device.
 	seq uint64
@@ -156,8 +158,8 @@ func (d *Device) Path() string { return d.path }
 func (d *Device) Number() int { return d.number }
 
 // Dev returns the device number, which device-mapper tables use in the
-// form "major:minor" (DevT.String).
-func (d *Device) Dev() DevT { return d.dev }
+// form "major:minor" (Dev.String).
+func (d *Device) Dev() ioctl.Dev { return d.dev }
 
 // String returns the device's path.
 func (d *Device) String() string { return d.path }

@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
 // The kernel structures, as x/sys/unix mirrors them (sizes pinned in
@@ -594,7 +596,7 @@ func newDevice(fd, n int) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Device{fd: fd, number: n, path: devicePath(n), dev: DevT(st.Rdev), seq: seq}, nil
+	return &Device{fd: fd, number: n, path: devicePath(n), dev: ioctl.DecodeDev(uint64(st.Rdev)), seq: seq}, nil
 }
 
 func openDevice(n int) (*Device, error) {
@@ -640,11 +642,11 @@ func deviceStatus(fd, n int) (Status, error) {
 	s := Status{
 		Number:       n,
 		Path:         devicePath(n),
-		Dev:          DevT(st.Rdev),
+		Dev:          ioctl.DecodeDev(uint64(st.Rdev)),
 		BackingFile:  backingFile(n, info),
-		BackingDev:   DevT(info.Device),
+		BackingDev:   ioctl.DecodeDev(uint64(info.Device)),
 		BackingInode: info.Inode,
-		BackingRdev:  DevT(info.Rdevice),
+		BackingRdev:  ioctl.DecodeDev(uint64(info.Rdevice)),
 		Options:      decodeInfo(info),
 		Size:         size,
 		DiskSeq:      seq,
@@ -813,10 +815,10 @@ func find(path string) ([]Status, error) {
 // chance for file systems that report a different device for the same
 // inode through different paths.
 func sameFile(st Status, want *unix.Stat_t) bool {
-	if uint64(st.BackingDev) == uint64(want.Dev) && st.BackingInode == want.Ino {
+	if st.BackingDev == ioctl.DecodeDev(uint64(want.Dev)) && st.BackingInode == want.Ino {
 		return true
 	}
-	if want.Mode&unix.S_IFMT == unix.S_IFBLK && st.BackingRdev != 0 && uint64(st.BackingRdev) == uint64(want.Rdev) {
+	if want.Mode&unix.S_IFMT == unix.S_IFBLK && !st.BackingRdev.IsZero() && st.BackingRdev == ioctl.DecodeDev(uint64(want.Rdev)) {
 		return true
 	}
 	if st.BackingFile == "" || strings.HasSuffix(st.BackingFile, deletedSuffix) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -62,29 +64,6 @@ func TestOptionsCheckSize(t *testing.T) {
 		err := o.checkSize(tc.size)
 		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrInvalid)) {
 			t.Errorf("offset %d size %d: %v, want ok=%v", tc.offset, tc.size, err, tc.ok)
-		}
-	}
-}
-
-func TestDevT(t *testing.T) {
-	for _, tc := range []struct {
-		major, minor uint32
-		dev          DevT
-		s            string
-	}{
-		{7, 0, 0x700, "7:0"},
-		{7, 3, 0x703, "7:3"},
-		{259, 0, 0x10300, "259:0"},
-		{7, 256, 0x100700, "7:256"},
-		{253, 1048575, 0xfff0fdff, "253:1048575"},
-		{4096, 0, 0x100000000000, "4096:0"},
-		{math.MaxUint32, math.MaxUint32, math.MaxUint64, "4294967295:4294967295"},
-	} {
-		if got := MakeDevT(tc.major, tc.minor); got != tc.dev {
-			t.Errorf("MakeDevT(%d, %d) = %#x, want %#x", tc.major, tc.minor, uint64(got), uint64(tc.dev))
-		}
-		if tc.dev.Major() != tc.major || tc.dev.Minor() != tc.minor || tc.dev.String() != tc.s {
-			t.Errorf("%#x: %d, %d, %q; want %d, %d, %q", uint64(tc.dev), tc.dev.Major(), tc.dev.Minor(), tc.dev.String(), tc.major, tc.minor, tc.s)
 		}
 	}
 }
@@ -226,7 +205,7 @@ func TestCreateSparseFileAndGrow(t *testing.T) {
 }
 
 func TestNilDevice(t *testing.T) {
-	d := &Device{fd: -1, closed: true, path: "/dev/loop9", number: 9, dev: MakeDevT(7, 9)}
+	d := &Device{fd: -1, closed: true, path: "/dev/loop9", number: 9, dev: ioctl.Dev{Major: 7, Minor: 9}}
 	if d.Path() != "/dev/loop9" || d.Number() != 9 || d.Dev().String() != "7:9" || d.String() != "/dev/loop9" {
 		t.Errorf("accessors: %s %d %v", d.Path(), d.Number(), d.Dev())
 	}

@@ -3,7 +3,8 @@ package loop
 import (
 	"fmt"
 	"math"
-	"strconv"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
 // Options configures a loop device. A nil *Options means the zero value: a
@@ -74,31 +75,6 @@ func (o *Options) checkSize(size int64) error {
 	return nil
 }
 
-// DevT is a Linux device number (dev_t) in the C library's encoding, as
-// found in stat's st_rdev.
-type DevT uint64
-
-// MakeDevT returns the device number of major:minor.
-func MakeDevT(major, minor uint32) DevT {
-	ma, mi := uint64(major), uint64(minor)
-	return DevT(mi&0xff | (ma&0xfff)<<8 | (mi&^0xff)<<12 | (ma&^0xfff)<<32)
-}
-
-// Major returns the major number.
-func (d DevT) Major() uint32 {
-	return uint32((d>>8)&0xfff | (d>>32)&^0xfff)
-}
-
-// Minor returns the minor number.
-func (d DevT) Minor() uint32 {
-	return uint32(d&0xff | (d>>12)&^0xff)
-}
-
-// String returns "major:minor", the form device-mapper tables use.
-func (d DevT) String() string {
-	return strconv.FormatUint(uint64(d.Major()), 10) + ":" + strconv.FormatUint(uint64(d.Minor()), 10)
-}
-
 // Status is what the kernel reports about an attached loop device.
 type Status struct {
 	// Number is N in /dev/loopN.
@@ -106,7 +82,7 @@ type Status struct {
 	// Path is the device node, /dev/loopN.
 	Path string
 	// Dev is the device's number.
-	Dev DevT
+	Dev ioctl.Dev
 
 	// BackingFile is the backing file's path as the kernel resolved it
 	// when the device was attached (from sysfs, so not truncated). The
@@ -114,11 +90,11 @@ type Status struct {
 	BackingFile string
 	// BackingDev and BackingInode identify the backing file: the device
 	// of its file system and its inode number (lo_device, lo_inode).
-	BackingDev   DevT
+	BackingDev   ioctl.Dev
 	BackingInode uint64
 	// BackingRdev is the backing file's own device number when it is a
-	// block device (lo_rdevice), and 0 for a regular file.
-	BackingRdev DevT
+	// block device (lo_rdevice), and the zero Dev for a regular file.
+	BackingRdev ioctl.Dev
 
 	// Options holds the options in effect. DirectIO is the effective
 	// state, which the kernel may have turned off; BlockSize is the

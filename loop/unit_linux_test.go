@@ -267,11 +267,3 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("worst-case allocation wait %v is not short", total)
 	}
 }
-
-func TestDevTMatchesUnix(t *testing.T) {
-	for _, mm := range [][2]uint32{{7, 0}, {7, 255}, {7, 256}, {259, 65536}, {4095, 1048575}, {1 << 20, 1 << 20}} {
-		if got, want := uint64(MakeDevT(mm[0], mm[1])), unix.Mkdev(mm[0], mm[1]); got != want {
-			t.Errorf("MakeDevT(%d, %d) = %#x, unix.Mkdev %#x", mm[0], mm[1], got, want)
-		}
-	}
-}

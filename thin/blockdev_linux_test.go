@@ -131,7 +131,7 @@ func TestIntegrationFormatMetadataLoop(t *testing.T) {
 		d.Detach(context.Background())
 		d.Close()
 	})
-	dev := dm.Dev{Major: d.Dev().Major(), Minor: d.Dev().Minor()}
+	dev := d.Dev()
 	h := sysHost{sysDir: "/sys", devDir: "/dev"}
 	if s, err := h.size(dev); err != nil || s != 8192 {
 		t.Errorf("size of the loop device = %d, %v", s, err)

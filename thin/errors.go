@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	pkgerrors "github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -78,32 +79,78 @@ var (
 
 // Error is a failed thin-pool or thin-device operation: what was attempted,
 // on which pool, how it is classified, and the underlying *dm.Error (which
-// carries the device, the ioctl and the errno, or the validation failure).
+// carries the device, the ioctl and the errno, or the validation failure,
+// and the stack that %+v prints).
+//
+// Its text names the pool and the operation once, then the reason, in the
+// words of the thin sentinel when there is one:
+//
+//	thin pool pool: create_thin 1: thin device id in use (EEXIST)
+//	thin pool pool: create_thin 1: thin device id in use: thin id 1 is active as vol
+//	thin pool pool: activate vol: create (DM_TABLE_LOAD): invalid argument (EINVAL)
 type Error struct {
 	Op   string // "create_thin 5", "activate vol", "resize", ...
 	Pool string // the pool's name, if known
 	Kind error  // the thin sentinel classifying the failure, or nil
 	Err  error  // the cause, a *dm.Error
 
-	also  []error // further sentinels that match (ErrPoolReadOnly with ErrNeedsCheck)
-	stack error
+	also []error // further sentinels that match (ErrPoolReadOnly with ErrNeedsCheck)
 }
 
-// Error describes the failure: the pool, the operation, the sentinel and
-// the cause.
+// Error describes the failure in one sentence.
 func (e *Error) Error() string {
-	s := "thin"
+	var b strings.Builder
+	b.WriteString("thin ")
 	if e.Pool != "" {
-		s += " pool " + e.Pool
+		b.WriteString("pool ")
+		b.WriteString(e.Pool)
+		b.WriteString(": ")
 	}
-	s += " " + e.Op + ": "
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	b.WriteString(e.reason())
+	return b.String()
+}
+
+// reason is the cause without what Error already said.
+func (e *Error) reason() string {
+	kind := ""
 	if e.Kind != nil {
-		s += e.Kind.Error() + ": "
+		kind = e.Kind.Error()
 	}
-	if e.Err != nil {
-		s += e.Err.Error()
+	de, ok := e.Err.(*dm.Error)
+	if !ok {
+		switch {
+		case e.Err == nil:
+			return kind
+		case kind == "":
+			return e.Err.Error()
+		}
+		return kind + ": " + e.Err.Error()
 	}
-	return s
+	var b strings.Builder
+	// The dm operation and device, unless the thin operation already
+	// says them: a message to the pool is the thin operation itself.
+	if de.Op != "message" && de.Op != e.Op {
+		b.WriteString(de.Op)
+		if de.Device != "" && de.Device != e.Pool && !strings.Contains(e.Op, de.Device) {
+			b.WriteString(" " + de.Device)
+		}
+		if de.Sent {
+			b.WriteString(" (" + de.Cmd.String() + ")")
+		}
+		b.WriteString(": ")
+	}
+	errno, sent := de.Err.(unix.Errno)
+	switch {
+	case kind != "" && sent:
+		b.WriteString(kind + " (" + unix.ErrnoName(errno) + ")")
+	case kind != "" && !strings.Contains(de.Reason(), kind):
+		b.WriteString(kind + ": " + de.Reason())
+	default:
+		b.WriteString(de.Reason())
+	}
+	return b.String()
 }
 
 // Unwrap returns the cause, a *dm.Error.
@@ -135,14 +182,22 @@ func (e *Error) Errno() unix.Errno {
 	return 0
 }
 
+// StackTrace is the stack of the *dm.Error inside, in the form of
+// github.com/pkg/errors; %+v prints it.
+func (e *Error) StackTrace() pkgerrors.StackTrace {
+	var de *dm.Error
+	if errors.As(e.Err, &de) {
+		return de.StackTrace()
+	}
+	return nil
+}
+
 // Format prints the error; %+v adds the stack where it was created.
 func (e *Error) Format(s fmt.State, verb rune) {
 	switch {
 	case verb == 'v' && s.Flag('+'):
 		io.WriteString(s, e.Error())
-		if e.stack != nil {
-			fmt.Fprintf(s, "%+v", e.stack)
-		}
+		e.StackTrace().Format(s, verb)
 	case verb == 'q':
 		fmt.Fprintf(s, "%q", e.Error())
 	default:
@@ -150,40 +205,42 @@ func (e *Error) Format(s fmt.State, verb rune) {
 	}
 }
 
-type stackMarker struct{}
-
-func (stackMarker) Error() string { return "" }
-
+// newError classifies err (a *dm.Error, or errors joined around some)
+// as a failure of op on pool.
 func newError(op, pool string, kind, err error) *Error {
-	return &Error{Op: op, Pool: pool, Kind: kind, Err: err, stack: pkgerrors.WithStack(stackMarker{})}
+	return &Error{Op: op, Pool: pool, Kind: kind, Err: err}
 }
 
 // invalid is a request refused before anything reached the kernel: a
 // *dm.Error around a *dm.InvalidError, so it matches dm.ErrInvalid and
 // unix.EINVAL is never claimed.
 func invalid(op, pool string, kind error, field, format string, args ...any) *Error {
-	return newError(op, pool, kind, &dm.Error{
-		Op:     op,
-		Device: poolDevice(pool),
-		Err:    &dm.InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)},
-	})
+	return newError(op, pool, kind, dm.NewError(op, poolRef(pool), dm.Invalid(field, format, args...)))
 }
 
 // refused is a request this package did not send because the kernel would
 // refuse it with errno: it matches errno and its dm sentinel too.
 func refused(op, pool string, kind error, errno unix.Errno, format string, args ...any) *Error {
-	return newError(op, pool, kind, &dm.Error{
-		Op:     op,
-		Device: poolDevice(pool),
-		Err:    fmt.Errorf(format+": %w", append(args, errno)...),
-	})
+	return newError(op, pool, kind, dm.NewError(op, poolRef(pool), dm.Refusal(errno, format, args...)))
 }
 
-func poolDevice(pool string) string {
+// failed is a failure found by this package after the kernel answered (a
+// table that is not a pool's, a status that does not parse), about the
+// device ref.
+func failed(op, pool string, kind error, ref dm.Ref, err error) *Error {
+	return newError(op, pool, kind, dm.NewError(op, ref, err))
+}
+
+// invalidFrom wraps a validation error (a *dm.InvalidError) from Validate.
+func invalidFrom(op, pool string, err error) *Error {
+	return newError(op, pool, nil, dm.NewError(op, poolRef(pool), err))
+}
+
+func poolRef(pool string) dm.Ref {
 	if pool == "" {
-		return ""
+		return dm.Ref{}
 	}
-	return dm.Name(pool).String()
+	return dm.Name(pool)
 }
 
 // wrap classifies a failure from package dm: kinds maps the kernel's errno

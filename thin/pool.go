@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/dm"
-	"github.com/thinp/thinp/ioctl"
 )
 
 // Pool is an active thin-pool device. Its methods send the pool's messages,
@@ -134,7 +132,7 @@ func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec
 			if errors.Is(err, ErrHasMetadata) {
 				kind = ErrHasMetadata
 			}
-			return nil, newError("format metadata", name, kind, &dm.Error{Op: "format metadata", Device: spec.Metadata.String(), Err: err})
+			return nil, failed("format metadata", name, kind, dm.DevNum(spec.Metadata), err)
 		}
 	}
 	var copts []dm.CreateOption
@@ -144,7 +142,9 @@ func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec
 	info, err := ctl.Create(ctx, name, spec.Table(), copts...)
 	if err != nil {
 		var kind error
-		if de := (*dm.Error)(nil); errors.As(err, &de) && de.Sent && de.Cmd == ioctl.CmdTableLoad && de.Errno() == unix.EBUSY {
+		if errors.Is(err, dm.ErrBusy) {
+			// The table load found a device in use: EBUSY from
+			// DM_DEV_CREATE is a name taken, dm.ErrExists.
 			kind = ErrInUse
 		}
 		return nil, newError(op, name, kind, err)
@@ -167,7 +167,7 @@ func OpenPool(ctx context.Context, ctl *dm.Control, name string, opts ...PoolOpt
 	}
 	spec, err := PoolSpecFromTable(table)
 	if err != nil {
-		return nil, newError(op, name, ErrNotPool, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: err})
+		return nil, failed(op, name, ErrNotPool, dm.Name(name), err)
 	}
 	return &Pool{ctl: ctl, name: name, dev: info.Dev, blockSize: spec.BlockSize, cfg: cfg}, nil
 }
@@ -198,7 +198,7 @@ func (p *Pool) spec(ctx context.Context, op string) (PoolSpec, error) {
 	}
 	spec, err := PoolSpecFromTable(table)
 	if err != nil {
-		return PoolSpec{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: err})
+		return PoolSpec{}, failed(op, p.name, ErrNotPool, p.ref(), err)
 	}
 	return spec, nil
 }
@@ -233,21 +233,21 @@ func (p *Pool) status(ctx context.Context, op string, flags ...dm.Flag) (PoolSta
 		return PoolStatus{}, newError(op, p.name, nil, err)
 	}
 	if r.targets != 1 || r.first != PoolTargetType {
-		return PoolStatus{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: fmt.Errorf("status has %d targets, not one thin-pool (first: %q)", r.targets, r.first)})
+		return PoolStatus{}, failed(op, p.name, ErrNotPool, p.ref(), fmt.Errorf("status has %d targets, not one thin-pool (first: %q)", r.targets, r.first))
 	}
 	if r.parseErr != nil {
-		return PoolStatus{}, newError(op, p.name, nil, &dm.Error{Op: op, Device: p.ref().String(), Err: r.parseErr})
+		return PoolStatus{}, failed(op, p.name, nil, p.ref(), r.parseErr)
 	}
 	return r.st, nil
 }
 
 func (p *Pool) parseStatus(op string, sts []dm.TargetStatus) (PoolStatus, error) {
 	if len(sts) != 1 || sts[0].Type != PoolTargetType {
-		return PoolStatus{}, newError(op, p.name, ErrNotPool, &dm.Error{Op: op, Device: p.ref().String(), Err: fmt.Errorf("status has %d targets, not one thin-pool", len(sts))})
+		return PoolStatus{}, failed(op, p.name, ErrNotPool, p.ref(), fmt.Errorf("status has %d targets, not one thin-pool", len(sts)))
 	}
 	st, err := ParsePoolStatus(sts[0].Status)
 	if err != nil {
-		return PoolStatus{}, newError(op, p.name, nil, &dm.Error{Op: op, Device: p.ref().String(), Err: err})
+		return PoolStatus{}, failed(op, p.name, nil, p.ref(), err)
 	}
 	return st, nil
 }
@@ -781,26 +781,12 @@ func (p *Pool) readThin(ctx context.Context, ref dm.Ref) (thinDevice, bool, erro
 	return td, true, nil
 }
 
-// invalidFrom wraps a validation error from Validate.
-func invalidFrom(op, pool string, err error) *Error {
-	return newError(op, pool, nil, &dm.Error{Op: op, Device: poolDevice(pool), Err: err})
-}
-
 // checkName applies the kernel's rules for device names and uuids (those
 // of dm.Control.Create) early, so that a bad name is refused before the
 // metadata device is formatted.
 func checkName(name, uuid string) error {
-	switch {
-	case name == "":
-		return &dm.InvalidError{Field: "name", Reason: "empty"}
-	case len(name) > ioctl.NameLen-1:
-		return &dm.InvalidError{Field: "name", Reason: fmt.Sprintf("%d bytes, more than the kernel's %d", len(name), ioctl.NameLen-1)}
-	case strings.ContainsAny(name, "/\x00"):
-		return &dm.InvalidError{Field: "name", Reason: fmt.Sprintf("%q contains '/' or NUL", name)}
-	case name == "control" || name == "." || name == "..":
-		return &dm.InvalidError{Field: "name", Reason: fmt.Sprintf("%q is reserved", name)}
-	case len(uuid) > ioctl.UUIDLen-1 || strings.IndexByte(uuid, 0) >= 0:
-		return &dm.InvalidError{Field: "uuid", Reason: "longer than 128 bytes or contains NUL"}
+	if err := dm.ValidateName(name); err != nil {
+		return err
 	}
-	return nil
+	return dm.ValidateUUID(uuid)
 }

@@ -307,8 +307,14 @@ func TestErrnoContract(t *testing.T) {
 
 	// Errors print the operation, the pool and the cause; %+v adds a stack.
 	err = p.CreateThin(ctx, 0)
-	if s := err.Error(); !strings.Contains(s, "pool pool create_thin 0") || !strings.Contains(s, "thin device id in use") {
+	// One sentence: the pool and the operation once, the sentinel's words.
+	if s := err.Error(); !strings.HasPrefix(s, "thin pool pool: create_thin 0: thin device id in use") ||
+		strings.Count(s, "pool pool") != 1 || strings.Count(s, "create_thin") != 1 {
 		t.Errorf("error text %q", s)
+	}
+	// A missing device says so.
+	if _, err := OpenPool(ctx, p.Control(), "nosuch"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("OpenPool of a missing device: %v", err)
 	}
 	if s := fmt.Sprintf("%+v", err); !strings.Contains(s, "pool_test.go") && !strings.Contains(s, "pool.go") {
 		t.Errorf("%%+v has no stack: %s", s)

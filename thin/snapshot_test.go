@@ -31,7 +31,8 @@ func (e *env) watchOrigin(origin string) *suspendLog {
 			l.atMessage = append(l.atMessage, err == nil && info.Suspended)
 			l.mu.Unlock()
 		case ioctl.CmdDevSuspend:
-			maj, min := ioctl.DecodeDev(h.Dev)
+			d := ioctl.DecodeDev(h.Dev)
+			maj, min := d.Major, d.Minor
 			if h.Name == origin || (dm.Dev{Major: maj, Minor: min}) == originDev {
 				l.mu.Lock()
 				if h.Flags&ioctl.FlagSuspend != 0 {

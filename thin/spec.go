@@ -127,24 +127,24 @@ func (s PoolSpec) Validate() error {
 		return err
 	}
 	if s.Metadata == s.Data {
-		return &dm.InvalidError{Field: "data device", Reason: "the metadata and data devices must differ"}
+		return dm.Invalid("data device", "the metadata and data devices must differ")
 	}
 	if err := ValidateBlockSize(s.BlockSize); err != nil {
 		return err
 	}
 	if n := s.features(); n > maxPoolFeatures {
-		return &dm.InvalidError{Field: "features", Reason: "the kernel takes at most 4 feature arguments, not " + strconv.Itoa(n)}
+		return dm.Invalid("features", "the kernel takes at most 4 feature arguments, not %d", n)
 	}
 	if s.Length != 0 {
 		if s.Length > maxSize {
-			return &dm.InvalidError{Field: "length", Reason: "too large (a negative size?)"}
+			return dm.Invalid("length", "too large (a negative size?)")
 		}
 		blocks := s.DataBlocks()
 		if blocks == 0 {
-			return &dm.InvalidError{Field: "length", Reason: strconv.FormatUint(uint64(s.Length), 10) + " sectors is less than one block of " + strconv.FormatUint(uint64(s.BlockSize), 10)}
+			return dm.Invalid("length", "%d sectors is less than one block of %d", s.Length, s.BlockSize)
 		}
 		if s.LowWaterMark >= blocks {
-			return &dm.InvalidError{Field: "low water mark", Reason: strconv.FormatUint(uint64(s.LowWaterMark), 10) + " blocks is not below the pool's " + strconv.FormatUint(uint64(blocks), 10) + " blocks"}
+			return dm.Invalid("low water mark", "%d blocks is not below the pool's %d blocks", s.LowWaterMark, blocks)
 		}
 	}
 	return nil
@@ -154,17 +154,17 @@ func (s PoolSpec) Validate() error {
 // multiple of 128 sectors from 128 to 2097152.
 func ValidateBlockSize(bs dm.Sectors) error {
 	if bs < MinBlockSize || bs > MaxBlockSize || bs%MinBlockSize != 0 {
-		return &dm.InvalidError{Field: "block size", Reason: strconv.FormatUint(uint64(bs), 10) + " sectors is not a multiple of 128 from 128 to 2097152"}
+		return dm.Invalid("block size", "%d sectors is not a multiple of 128 from 128 to 2097152", bs)
 	}
 	return nil
 }
 
 func validateDev(field string, d dm.Dev) error {
 	if d.IsZero() {
-		return &dm.InvalidError{Field: field, Reason: "not set"}
+		return dm.Invalid(field, "not set")
 	}
-	if d.Major > 0xfff || d.Minor > 0xfffff {
-		return &dm.InvalidError{Field: field, Reason: d.String() + " does not fit dev_t"}
+	if d.Valid() != nil {
+		return dm.Invalid(field, "%s is not a device the kernel can have", d)
 	}
 	return nil
 }
@@ -314,7 +314,7 @@ func (s ThinSpec) Validate() error {
 			return err
 		}
 		if s.ExternalOrigin == s.Pool {
-			return &dm.InvalidError{Field: "external origin", Reason: "the origin cannot be the pool"}
+			return dm.Invalid("external origin", "the origin cannot be the pool")
 		}
 	}
 	return nil
@@ -322,7 +322,7 @@ func (s ThinSpec) Validate() error {
 
 func validateID(field string, id DeviceID) error {
 	if !id.Valid() {
-		return &dm.InvalidError{Field: field, Reason: strconv.FormatUint(uint64(id), 10) + " does not fit 24 bits (at most 16777215)"}
+		return dm.Invalid(field, "%d does not fit 24 bits (at most 16777215)", id)
 	}
 	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/thinp/thinp/dm"
 )
 
 // Tx collects the messages of one transaction; see Pool.Transaction. Its
@@ -171,7 +169,7 @@ func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, 
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return res, newError(op, p.name, nil, &dm.Error{Op: op, Device: p.ref().String(), Err: err})
+		return res, failed(op, p.name, nil, p.ref(), err)
 	}
 	// From here on the batch runs to its end or its first failure.
 	bg := context.WithoutCancel(ctx)

@@ -3,6 +3,7 @@ package thin_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,7 +74,7 @@ func newBacking(t *testing.T, size int64) *backing {
 		d.Detach(context.Background())
 		d.Close()
 	})
-	return &backing{Path: path, Loop: d, Dev: dm.Dev{Major: d.Dev().Major(), Minor: d.Dev().Minor()}}
+	return &backing{Path: path, Loop: d, Dev: d.Dev()}
 }
 
 // poolOpts describes a test pool; zero values give dmtest's defaults:
@@ -134,7 +135,7 @@ func newPool(t *testing.T, ctl *dm.Control, prefix string, o poolOpts) *testPool
 }
 
 func isNotFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "no such device")
+	return errors.Is(err, dm.ErrNotFound)
 }
 
 // activate creates (if create) and activates thin id as prefix+name.

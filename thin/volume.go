@@ -66,10 +66,10 @@ func (v *Volume) Status(ctx context.Context) (ThinStatus, error) {
 		return ThinStatus{}, newError(op, v.pool.name, nil, err)
 	}
 	if r.targets != 1 || r.first != ThinTargetType {
-		return ThinStatus{}, newError(op, v.pool.name, ErrNotThin, &dm.Error{Op: op, Device: v.ref().String(), Err: errors.New("not a single thin target")})
+		return ThinStatus{}, failed(op, v.pool.name, ErrNotThin, v.ref(), errors.New("not a single thin target"))
 	}
 	if r.parseErr != nil {
-		return ThinStatus{}, newError(op, v.pool.name, nil, &dm.Error{Op: op, Device: v.ref().String(), Err: r.parseErr})
+		return ThinStatus{}, failed(op, v.pool.name, nil, v.ref(), r.parseErr)
 	}
 	return r.st, nil
 }
@@ -198,10 +198,10 @@ func (p *Pool) Volume(ctx context.Context, name string) (*Volume, error) {
 	}
 	td.name, td.dev = info.Name, info.Dev
 	if ok && td.failed {
-		return nil, newError(op, p.name, ErrPoolFailed, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: errors.New("the pool has failed: the kernel shows no thin table")})
+		return nil, failed(op, p.name, ErrPoolFailed, dm.Name(name), errors.New("the pool has failed: the kernel shows no thin table"))
 	}
 	if !ok || !td.single {
-		return nil, newError(op, p.name, ErrNotThin, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: errors.New("not a single thin target on pool " + p.dev.String())})
+		return nil, failed(op, p.name, ErrNotThin, dm.Name(name), errors.New("not a single thin target on pool "+p.dev.String()))
 	}
 	return p.volumeOf(td), nil
 }
@@ -241,7 +241,7 @@ func (p *Pool) Deactivate(ctx context.Context, name string, flags ...dm.Flag) er
 		return newError(op, p.name, nil, err)
 	}
 	if !ok {
-		return newError(op, p.name, ErrNotThin, &dm.Error{Op: op, Device: dm.Name(name).String(), Err: errors.New("no thin target on pool " + p.dev.String())})
+		return failed(op, p.name, ErrNotThin, dm.Name(name), errors.New("no thin target on pool "+p.dev.String()))
 	}
 	err = p.ctl.Remove(ctx, dm.Name(name), flags...)
 	return wrap(op, p.name, err, nil)

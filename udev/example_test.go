@@ -7,6 +7,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/thinp/thinp/ioctl"
 	"github.com/thinp/thinp/udev"
 )
 
@@ -121,7 +122,7 @@ func ExampleListCookies() {
 
 // Without udev, the caller keeps /dev/mapper in step with the kernel.
 func ExampleMakeNode() {
-	if err := udev.MakeNode("/dev/mapper", "vol", 254, 3, 0o600); err != nil {
+	if err := udev.MakeNode("/dev/mapper", "vol", ioctl.Dev{Major: 254, Minor: 3}, 0o600); err != nil {
 		log.Fatal(err)
 	}
 	if err := udev.RenameNode("/dev/mapper", "vol", "vol2"); err != nil {

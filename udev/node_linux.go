@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
-// MakeNode makes dir/name a block device node for major:minor with the
+// MakeNode makes dir/name a block device node for dev with the
 // permission bits of mode (0600 if mode has none), creating dir (0755) if
 // needed. It is idempotent: a node or a symbolic link (udev's kind) that
 // already leads to the right device is kept, with its permissions corrected
@@ -22,7 +24,7 @@ import (
 // atomically, so the path never goes missing. The node is made under a
 // temporary name and renamed into place, with the exact mode regardless of
 // the umask.
-func MakeNode(dir, name string, major, minor uint32, mode os.FileMode) error {
+func MakeNode(dir, name string, dev ioctl.Dev, mode os.FileMode) error {
 	if err := checkNodeName(name); err != nil {
 		return &Error{Op: "mknod", Path: filepath.Join(dir, name), Err: err}
 	}
@@ -35,7 +37,10 @@ func MakeNode(dir, name string, major, minor uint32, mode os.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(err)
 	}
-	want := unix.Mkdev(major, minor)
+	if err := dev.Valid(); err != nil {
+		return &Error{Op: "mknod", Path: filepath.Join(dir, name), Err: err}
+	}
+	want := dev.Encode()
 
 	var st unix.Stat_t
 	if err := unix.Stat(p, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(st.Rdev) == want {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinp/thinp/ioctl"
 )
 
 // nodeOf returns the device number and permission bits of the block
@@ -44,7 +46,7 @@ func TestMakeNode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "dev", "mapper") // created by MakeNode
 	p := filepath.Join(dir, "vol")
 
-	if err := MakeNode(dir, "vol", 253, 3, 0o640); err != nil {
+	if err := MakeNode(dir, "vol", ioctl.Dev{Major: 253, Minor: 3}, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if ma, mi, perm := nodeOf(t, p); ma != 253 || mi != 3 || perm != 0o640 {
@@ -53,7 +55,7 @@ func TestMakeNode(t *testing.T) {
 	fi1, _ := os.Stat(p)
 
 	// Idempotent: the same node stays (same inode).
-	if err := MakeNode(dir, "vol", 253, 3, 0o640); err != nil {
+	if err := MakeNode(dir, "vol", ioctl.Dev{Major: 253, Minor: 3}, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if fi2, _ := os.Stat(p); !os.SameFile(fi1, fi2) {
@@ -63,14 +65,14 @@ func TestMakeNode(t *testing.T) {
 	if err := os.Chmod(p, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if err := MakeNode(dir, "vol", 253, 3, 0o640); err != nil {
+	if err := MakeNode(dir, "vol", ioctl.Dev{Major: 253, Minor: 3}, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, perm := nodeOf(t, p); perm != 0o640 {
 		t.Errorf("permissions %o not corrected", perm)
 	}
 	// A stale node with another number is replaced.
-	if err := MakeNode(dir, "vol", 253, 7, 0); err != nil {
+	if err := MakeNode(dir, "vol", ioctl.Dev{Major: 253, Minor: 7}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if ma, mi, perm := nodeOf(t, p); ma != 253 || mi != 7 || perm != 0o600 {
@@ -79,7 +81,7 @@ func TestMakeNode(t *testing.T) {
 	// Large minor numbers survive the dev_t encoding. (Below 1<<19: at
 	// 1<<19 the 32-bit dev_t is negative as an int, which qemu-arm
 	// sign-extends into an invalid host dev_t; real kernels are fine.)
-	if err := MakeNode(dir, "big", 259, 1<<18+5, 0o600); err != nil {
+	if err := MakeNode(dir, "big", ioctl.Dev{Major: 259, Minor: 1<<18 + 5}, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if ma, mi, _ := nodeOf(t, filepath.Join(dir, "big")); ma != 259 || mi != 1<<18+5 {
@@ -91,7 +93,7 @@ func TestMakeNode(t *testing.T) {
 func TestMakeNodeReplaces(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
-	if err := MakeNode(dir, "dm-0", 253, 0, 0o600); err != nil {
+	if err := MakeNode(dir, "dm-0", ioctl.Dev{Major: 253, Minor: 0}, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +101,7 @@ func TestMakeNodeReplaces(t *testing.T) {
 	if err := os.Symlink("dm-0", filepath.Join(dir, "vol")); err != nil {
 		t.Fatal(err)
 	}
-	if err := MakeNode(dir, "vol", 253, 0, 0o600); err != nil {
+	if err := MakeNode(dir, "vol", ioctl.Dev{Major: 253, Minor: 0}, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(filepath.Join(dir, "vol")); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
@@ -115,7 +117,7 @@ func TestMakeNodeReplaces(t *testing.T) {
 		if err := make(filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
-		if err := MakeNode(dir, name, 253, 9, 0o600); err != nil {
+		if err := MakeNode(dir, name, ioctl.Dev{Major: 253, Minor: 9}, 0o600); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if ma, mi, _ := nodeOf(t, filepath.Join(dir, name)); ma != 253 || mi != 9 {
@@ -127,7 +129,7 @@ func TestMakeNodeReplaces(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := MakeNode(dir, "d", 253, 1, 0o600); !errors.Is(err, fs.ErrExist) {
+	if err := MakeNode(dir, "d", ioctl.Dev{Major: 253, Minor: 1}, 0o600); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("MakeNode over a directory = %v, want ErrExist", err)
 	}
 	noTempFiles(t, dir)
@@ -136,7 +138,7 @@ func TestMakeNodeReplaces(t *testing.T) {
 func TestNodeNamesRejected(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"", ".", "..", "a/b", "/abs", "nul\x00"} {
-		if err := MakeNode(dir, name, 1, 1, 0o600); !errors.Is(err, fs.ErrInvalid) {
+		if err := MakeNode(dir, name, ioctl.Dev{Major: 1, Minor: 1}, 0o600); !errors.Is(err, fs.ErrInvalid) {
 			t.Errorf("MakeNode(%q) = %v, want ErrInvalid", name, err)
 		}
 		if err := RemoveNode(dir, name); !errors.Is(err, fs.ErrInvalid) {
@@ -154,7 +156,7 @@ func TestNodeNamesRejected(t *testing.T) {
 func TestRemoveNode(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
-	if err := MakeNode(dir, "vol", 253, 0, 0o600); err != nil {
+	if err := MakeNode(dir, "vol", ioctl.Dev{Major: 253, Minor: 0}, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("vol", filepath.Join(dir, "link")); err != nil {
@@ -191,10 +193,10 @@ func TestRemoveNode(t *testing.T) {
 func TestRenameNode(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
-	if err := MakeNode(dir, "old", 253, 4, 0o600); err != nil {
+	if err := MakeNode(dir, "old", ioctl.Dev{Major: 253, Minor: 4}, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := MakeNode(dir, "new", 253, 99, 0o600); err != nil { // stale
+	if err := MakeNode(dir, "new", ioctl.Dev{Major: 253, Minor: 99}, 0o600); err != nil { // stale
 		t.Fatal(err)
 	}
 	for range 2 { // idempotent

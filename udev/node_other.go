@@ -2,10 +2,14 @@
 
 package udev
 
-import "os"
+import (
+	"os"
+
+	"github.com/thinp/thinp/ioctl"
+)
 
 // MakeNode returns ErrNotSupported: device-mapper nodes exist only on Linux.
-func MakeNode(dir, name string, major, minor uint32, mode os.FileMode) error {
+func MakeNode(dir, name string, dev ioctl.Dev, mode os.FileMode) error {
 	return &Error{Op: "mknod", Path: dir, Err: ErrNotSupported}
 }
 

@@ -118,7 +118,7 @@ func (d *daemon) findLoop(data dm.Dev) (loop.Status, error) {
 	}
 	var others []string
 	for _, s := range sts {
-		if s.Dev.Major() == data.Major && s.Dev.Minor() == data.Minor {
+		if s.Dev == data {
 			return s, nil
 		}
 		others = append(others, s.Path+" ("+s.Dev.String()+")")

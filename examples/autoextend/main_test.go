@@ -127,7 +127,7 @@ func newEnv(t *testing.T, prefix string, dataSize int64, lwm thin.DataBlocks) *e
 	}
 	t.Cleanup(func() { ctl.Close() })
 	e.ctl = ctl
-	dev := func(d *loop.Device) dm.Dev { return dm.Dev{Major: d.Dev().Major(), Minor: d.Dev().Minor()} }
+	dev := func(d *loop.Device) dm.Dev { return d.Dev() }
 	spec := thin.PoolSpec{Metadata: dev(devs[1]), Data: dev(devs[0]), BlockSize: 128, LowWaterMark: lwm}
 	e.pool, err = thin.CreatePool(ctx, ctl, prefix+"pool", spec, thin.FormatMetadata(), thin.WithMetadataPath(devs[1].Path()))
 	if err != nil {
@@ -398,7 +398,7 @@ func TestIntegrationAutoextendErrors(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{[]string{"-pool", prefix + "nosuch", "-data-file", e.dataFile}, "no such device"},
+		{[]string{"-pool", prefix + "nosuch", "-data-file", e.dataFile}, "device not found"},
 		{[]string{"-pool", e.vol.Name(), "-data-file", e.dataFile}, "not a thin-pool"},
 		{[]string{"-pool", e.pool.Name(), "-data-file", other}, "no loop device is backed by " + other},
 		{[]string{"-pool", e.pool.Name(), "-data-file", other + ".missing"}, "-data-file: stat " + other + ".missing: no such file"},

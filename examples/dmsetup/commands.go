@@ -797,7 +797,7 @@ func (a *app) mknodes(args []string) error {
 		case errors.Is(err, dm.ErrNotFound):
 			err = udev.RemoveNode(dir, name)
 		case err == nil:
-			err = udev.MakeNode(dir, info.Name, info.Dev.Major, info.Dev.Minor, 0o600)
+			err = udev.MakeNode(dir, info.Name, info.Dev, 0o600)
 		}
 		if err != nil {
 			a.printError(err)

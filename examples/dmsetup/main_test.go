@@ -224,7 +224,7 @@ func (v *vmTest) loopDev(size int64) (dev string, path string) {
 		}
 		d.Close()
 	})
-	return fmt.Sprintf("%d:%d", d.Dev().Major(), d.Dev().Minor()), d.Path()
+	return d.Dev().String(), d.Path()
 }
 
 // removeAllOnCleanup removes, when the test ends, every device whose name

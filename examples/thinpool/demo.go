@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/thinp/thinp/examples/internal/size"
 
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/loop"
@@ -266,8 +267,8 @@ func (d *demo) createPool(ctx context.Context) error {
 	bs := dm.Sectors(c.blockSize / dm.SectorSize)
 	blocks := thin.DataBlocks(c.dataSize / c.blockSize)
 	spec := thin.PoolSpec{
-		Metadata:     loopDev(d.meta),
-		Data:         loopDev(d.data),
+		Metadata:     d.meta.Dev(),
+		Data:         d.data.Dev(),
 		BlockSize:    bs,
 		LowWaterMark: blocks / 10, // an event when 90% is used
 		// Fail writes at once when the pool is full, rather than queue
@@ -420,10 +421,6 @@ func fill(b []byte, tag byte, off uint64) {
 		sector[len(sector)-1] = '\n'
 		i += copy(b[i:], sector[at%512:])
 	}
-}
-
-func loopDev(l *loop.Device) dm.Dev {
-	return dm.Dev{Major: l.Dev().Major(), Minor: l.Dev().Minor()}
 }
 
 // teardown undoes everything run made, last first, and goes on after a

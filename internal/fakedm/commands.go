@@ -81,7 +81,7 @@ func (k *Kernel) listDevices(p *param, paramSize int) (int, error) {
 		if old >= 0 {
 			ne.PutUint32(p.b[old+8:], uint32(nl-old))
 		}
-		ne.PutUint64(p.b[nl:], ioctl.EncodeDev(k.major, d.minor))
+		ne.PutUint64(p.b[nl:], ioctl.Dev{Major: k.major, Minor: d.minor}.Encode())
 		ne.PutUint32(p.b[nl+8:], 0)
 		copy(p.b[nl+nameListName:], d.name)
 		p.b[nl+nameListName+len(d.name)] = 0
@@ -123,7 +123,7 @@ func (k *Kernel) devCreate(p *param, _ int) (int, error) {
 	// reports as ENXIO, before the name is even looked at.
 	var minor uint32
 	if p.has(ioctl.FlagPersistentDev) {
-		_, minor = ioctl.DecodeDev(p.dev())
+		minor = ioctl.DecodeDev(p.dev()).Minor
 		if k.byMinor[minor] != nil {
 			return 0, unix.ENXIO
 		}
@@ -591,7 +591,7 @@ func (k *Kernel) tableDeps(p *param, paramSize int) (int, error) {
 	}
 	ne.PutUint32(p.b[off:], uint32(len(t.devs))) // the padding word is left alone
 	for i, dv := range t.devs {
-		ne.PutUint64(p.b[off+depsHeader+8*i:], ioctl.EncodeDev(dv.major, dv.minor))
+		ne.PutUint64(p.b[off+depsHeader+8*i:], ioctl.Dev{Major: dv.major, Minor: dv.minor}.Encode())
 	}
 	p.setDataSize(off + needed)
 	return 0, nil

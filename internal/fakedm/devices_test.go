@@ -26,7 +26,7 @@ func TestCreate(t *testing.T) {
 	}
 	h := hdr(t, b)
 	want := ioctl.Header{Version: DefaultVersion, DataSize: 305, DataStart: 312,
-		Dev: ioctl.EncodeDev(253, 0), Name: "vol", UUID: "uuid-vol"}
+		Dev: ioctl.Dev{Major: 253, Minor: 0}.Encode(), Name: "vol", UUID: "uuid-vol"}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("reply (-want +got):\n%s", diff)
 	}
@@ -38,16 +38,16 @@ func TestCreate(t *testing.T) {
 		t.Error("create raised no global event")
 	}
 
-	if h := f.create("second"); h.Dev != ioctl.EncodeDev(253, 1) {
+	if h := f.create("second"); h.Dev != (ioctl.Dev{Major: 253, Minor: 1}.Encode()) {
 		t.Errorf("second minor: %#x", h.Dev)
 	}
 	p := named(ioctl.CmdDevCreate, "persistent")
 	p.Header.Flags = ioctl.FlagPersistentDev
-	p.Header.Dev = ioctl.EncodeDev(253, 300)
-	if h, _ := f.mustDo(p); h.Dev != ioctl.EncodeDev(253, 300) {
+	p.Header.Dev = ioctl.Dev{Major: 253, Minor: 300}.Encode()
+	if h, _ := f.mustDo(p); h.Dev != (ioctl.Dev{Major: 253, Minor: 300}.Encode()) {
 		t.Errorf("persistent minor: %#x", h.Dev)
 	}
-	if h := f.create("third"); h.Dev != ioctl.EncodeDev(253, 2) {
+	if h := f.create("third"); h.Dev != (ioctl.Dev{Major: 253, Minor: 2}.Encode()) {
 		t.Errorf("third minor: %#x", h.Dev)
 	}
 
@@ -61,7 +61,7 @@ func TestCreate(t *testing.T) {
 		{ioctl.Header{Name: "vol"}, unix.EBUSY},
 		{ioctl.Header{Name: "other", UUID: "uuid-vol"}, unix.EBUSY},
 		// A taken minor fails dm_create() before the name is looked at.
-		{ioctl.Header{Name: "vol", Flags: ioctl.FlagPersistentDev, Dev: ioctl.EncodeDev(253, 300)}, unix.ENXIO},
+		{ioctl.Header{Name: "vol", Flags: ioctl.FlagPersistentDev, Dev: ioctl.Dev{Major: 253, Minor: 300}.Encode()}, unix.ENXIO},
 	} {
 		_, _, err := f.do(&ioctl.Request{Cmd: ioctl.CmdDevCreate, Header: tc.h})
 		wantErrno(t, fmt.Sprintf("create %+v", tc.h), err, tc.want)
@@ -114,7 +114,7 @@ func TestRemove(t *testing.T) {
 	// Plain remove: UEVENT_GENERATED, DEFERRED_REMOVE cleared, name filled
 	// in, the cookie left alone.
 	f.create("gone")
-	r = &ioctl.Request{Cmd: ioctl.CmdDevRemove, Header: ioctl.Header{Dev: ioctl.EncodeDev(253, 0),
+	r = &ioctl.Request{Cmd: ioctl.CmdDevRemove, Header: ioctl.Header{Dev: ioctl.Dev{Major: 253, Minor: 0}.Encode(),
 		Flags: ioctl.FlagDeferredRemove, EventNr: 0x0d4d0007}}
 	h, _ = f.mustDo(r)
 	if h.Flags != ioctl.FlagUeventGenerated || h.Name != "gone" || h.EventNr != 0x0d4d0007 {
@@ -533,7 +533,7 @@ func TestTableDeps(t *testing.T) {
 	p, _ := h.Payload(b)
 	devs, err := ioctl.ParseDeps(p)
 	// The kernel's device list is built with list_add: newest first.
-	want := []uint64{ioctl.EncodeDev(7, 1), ioctl.EncodeDev(7, 2)}
+	want := []uint64{ioctl.Dev{Major: 7, Minor: 1}.Encode(), ioctl.Dev{Major: 7, Minor: 2}.Encode()}
 	if err != nil || !cmp.Equal(devs, want) {
 		t.Errorf("deps %v %v", devs, err)
 	}
@@ -617,9 +617,9 @@ func TestListDevices(t *testing.T) {
 
 	es := listDevices(t, f, ioctl.Header{})
 	want := []ioctl.NameEntry{
-		{Dev: ioctl.EncodeDev(253, 1), Name: "a-vol", HasEventNr: true},
-		{Dev: ioctl.EncodeDev(253, 0), Name: "b-vol", HasEventNr: true},
-		{Dev: ioctl.EncodeDev(253, 2), Name: "c", EventNr: 1, HasEventNr: true},
+		{Dev: ioctl.Dev{Major: 253, Minor: 1}.Encode(), Name: "a-vol", HasEventNr: true},
+		{Dev: ioctl.Dev{Major: 253, Minor: 0}.Encode(), Name: "b-vol", HasEventNr: true},
+		{Dev: ioctl.Dev{Major: 253, Minor: 2}.Encode(), Name: "c", EventNr: 1, HasEventNr: true},
 	}
 	if diff := cmp.Diff(want, es); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
@@ -686,7 +686,7 @@ func TestListDevices(t *testing.T) {
 func es2(f *fixture, uuids bool) []ioctl.NameEntry {
 	var es []ioctl.NameEntry
 	for _, d := range f.k.Devices() {
-		e := ioctl.NameEntry{Dev: ioctl.EncodeDev(d.Major, d.Minor), Name: d.Name, EventNr: d.EventNr}
+		e := ioctl.NameEntry{Dev: ioctl.Dev{Major: d.Major, Minor: d.Minor}.Encode(), Name: d.Name, EventNr: d.EventNr}
 		if uuids {
 			e.Flags = ioctl.NameListNoUUID
 			if d.UUID != "" {
@@ -704,7 +704,7 @@ func TestListDevicesOldLayout(t *testing.T) {
 	f.create("a")
 	// No event_nr, no filters before 4.37/4.45.
 	es := listDevices(t, f, ioctl.Header{Name: "zzz"})
-	want := []ioctl.NameEntry{{Dev: ioctl.EncodeDev(253, 1), Name: "a"}, {Dev: ioctl.EncodeDev(253, 0), Name: "b"}}
+	want := []ioctl.NameEntry{{Dev: ioctl.Dev{Major: 253, Minor: 1}.Encode(), Name: "a"}, {Dev: ioctl.Dev{Major: 253, Minor: 0}.Encode(), Name: "b"}}
 	if diff := cmp.Diff(want, es); diff != "" {
 		t.Errorf("old list (-want +got):\n%s", diff)
 	}

@@ -244,8 +244,8 @@ func TestLookup(t *testing.T) {
 		{ioctl.Header{UUID: "LVM-1234", Dev: hu.Dev}, unix.ENXIO},     // __find_device_hash_cell
 		{ioctl.Header{Name: "byname", Dev: h.Dev}, unix.ENXIO},
 		{ioctl.Header{}, unix.ENXIO},
-		{ioctl.Header{Dev: ioctl.EncodeDev(253, 99)}, unix.ENXIO},
-		{ioctl.Header{Dev: ioctl.EncodeDev(7, 0)}, unix.ENXIO},
+		{ioctl.Header{Dev: ioctl.Dev{Major: 253, Minor: 99}.Encode()}, unix.ENXIO},
+		{ioctl.Header{Dev: ioctl.Dev{Major: 7, Minor: 0}.Encode()}, unix.ENXIO},
 	} {
 		_, _, err := f.do(&ioctl.Request{Cmd: ioctl.CmdDevStatus, Header: tc.h})
 		wantErrno(t, "lookup", err, tc.want)

@@ -11,7 +11,7 @@ func TestOptions(t *testing.T) {
 		ioctl.TargetVersion{Name: "crypt", Version: ioctl.Version{1, 23, 0}},
 		ioctl.TargetVersion{Name: "linear", Version: ioctl.Version{1, 4, 0}},
 	))
-	if h := f.create("base"); h.Dev != ioctl.EncodeDev(254, 0) {
+	if h := f.create("base"); h.Dev != (ioctl.Dev{Major: 254, Minor: 0}.Encode()) {
 		t.Errorf("dev %#x", h.Dev)
 	}
 	f.mustLoad("base", linear(0, 8, "7:2 0"))

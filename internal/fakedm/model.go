@@ -333,7 +333,8 @@ func (k *Kernel) findCell(p *param) *device {
 		}
 		d = k.byName[name]
 	case dev != 0:
-		major, minor := ioctl.DecodeDev(dev)
+		dd := ioctl.DecodeDev(dev)
+		major, minor := dd.Major, dd.Minor
 		d = k.dmDevice(devKey{major, minor})
 	}
 	if d == nil {
@@ -365,7 +366,7 @@ func (k *Kernel) devStatus(d *device, p *param) {
 	if d.deferred {
 		f |= ioctl.FlagDeferredRemove
 	}
-	ne.PutUint64(p.b[offDev:], ioctl.EncodeDev(k.major, d.minor))
+	ne.PutUint64(p.b[offDev:], ioctl.Dev{Major: k.major, Minor: d.minor}.Encode())
 	p.setU32(offOpenCount, uint32(int32(k.openCount(d))))
 	p.setU32(offEventNr, d.eventNr)
 	count := 0

@@ -186,13 +186,13 @@ func TestThin(t *testing.T) {
 	_, b := f.mustDo(named(ioctl.CmdTableDeps, "thin"))
 	h := hdr(t, b)
 	p, _ := h.Payload(b)
-	if devs, _ := ioctl.ParseDeps(p); len(devs) != 1 || devs[0] != ioctl.EncodeDev(253, 0) {
+	if devs, _ := ioctl.ParseDeps(p); len(devs) != 1 || devs[0] != (ioctl.Dev{Major: 253, Minor: 0}.Encode()) {
 		t.Errorf("thin deps %x", devs)
 	}
 	_, b = f.mustDo(named(ioctl.CmdTableDeps, "pool"))
 	h = hdr(t, b)
 	p, _ = h.Payload(b)
-	if devs, _ := ioctl.ParseDeps(p); len(devs) != 2 || devs[0] != ioctl.EncodeDev(7, 1) || devs[1] != ioctl.EncodeDev(7, 0) {
+	if devs, _ := ioctl.ParseDeps(p); len(devs) != 2 || devs[0] != (ioctl.Dev{Major: 7, Minor: 1}.Encode()) || devs[1] != (ioctl.Dev{Major: 7, Minor: 0}.Encode()) {
 		t.Errorf("pool deps %x", devs)
 	}
 
