@@ -12,19 +12,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/dm"
-	"github.com/thinp/thinp/internal/fakedm"
+	"github.com/thinp/thinp/dm/dmtest"
 	"github.com/thinp/thinp/ioctl"
 )
 
-func fake(t *testing.T, opts ...dm.Option) (*dm.Control, *fakedm.Kernel) {
+func fake(t *testing.T, opts ...dm.Option) (*dm.Control, *dmtest.Kernel) {
 	t.Helper()
-	k := fakedm.New()
+	k := dmtest.New()
 	ctl, err := dm.Open(append([]dm.Option{dm.WithTransport(k), dm.WithRemoveRetry(time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ctl.Close() })
-	if err := k.AddBlockDevice(7, 0, 1<<20); err != nil {
+	if err := k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 0}, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	return ctl, k
@@ -156,7 +156,7 @@ func TestFakeDeferredRemove(t *testing.T) {
 func TestFakeReloadRollsBack(t *testing.T) {
 	ctl, k := fake(t)
 	ctx := context.Background()
-	if err := k.AddBlockDevice(7, 1, 8192); err != nil {
+	if err := k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 1}, 8192); err != nil {
 		t.Fatal(err)
 	}
 	pool := dm.Table{{Length: 1 << 20, Type: "thin-pool", Params: "7:1 7:0 128 0"}}
@@ -232,7 +232,7 @@ func TestFakeWait(t *testing.T) {
 func TestFakeMessageAndRename(t *testing.T) {
 	ctl, k := fake(t)
 	ctx := context.Background()
-	if err := k.AddBlockDevice(7, 1, 8192); err != nil {
+	if err := k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 1}, 8192); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ctl.Create(ctx, "pool", dm.Table{{Length: 1 << 20, Type: "thin-pool", Params: "7:1 7:0 128 0"}}); err != nil {
@@ -291,7 +291,7 @@ func TestFakeConcurrentUse(t *testing.T) {
 func TestFakeTargetsAndVersion(t *testing.T) {
 	ctl, _ := fake(t)
 	ctx := context.Background()
-	if ctl.Version() != fakedm.DefaultVersion {
+	if ctl.Version() != dmtest.DefaultVersion {
 		t.Errorf("version %v", ctl.Version())
 	}
 	v, err := ctl.TargetVersion(ctx, "thin-pool")

@@ -354,8 +354,8 @@ func (c *Control) CancelDeferredRemove(ctx context.Context, ref Ref) error {
 	if err := ref.validate(); err != nil {
 		return newError("cancel deferred remove", ref, err)
 	}
-	if c.version.Less(ioctl.V4_27) {
-		return newError("cancel deferred remove", ref, &NotSupportedError{What: "deferred remove", Need: ioctl.V4_27, Kernel: c.version})
+	if !c.version.Has(ioctl.FeatureDeferredRemove) {
+		return newError("cancel deferred remove", ref, &NotSupportedError{What: "deferred remove", Need: ioctl.FeatureDeferredRemove.MinVersion(), Kernel: c.version})
 	}
 	r := &ioctl.Request{Cmd: ioctl.CmdTargetMsg, Message: "@cancel_deferred_remove"}
 	return c.do(ctx, "cancel deferred remove", ref, r, nil)
@@ -589,8 +589,8 @@ func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error
 		o(&r.Header)
 	}
 	if r.Header.Name != "" || r.Header.UUID != "" {
-		if c.version.Less(ioctl.V4_45) {
-			return nil, newError("list", Ref{}, &NotSupportedError{What: "list prefix filters", Need: ioctl.V4_45, Kernel: c.version})
+		if !c.version.Has(ioctl.FeatureNameListUUID) {
+			return nil, newError("list", Ref{}, &NotSupportedError{What: "list prefix filters", Need: ioctl.FeatureNameListUUID.MinVersion(), Kernel: c.version})
 		}
 		if err := checkPrefix(r.Header.Name, ioctl.NameLen); err != nil {
 			return nil, newError("list", Ref{}, err)
@@ -599,7 +599,7 @@ func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error
 			return nil, newError("list", Ref{}, err)
 		}
 	}
-	if c.version.AtLeast(ioctl.V4_45) {
+	if c.version.Has(ioctl.FeatureNameListUUID) {
 		r.Header.Flags |= ioctl.FlagUUID
 	}
 	var out []Device
@@ -664,7 +664,7 @@ func (c *Control) TargetVersion(ctx context.Context, name string) (Version, erro
 	if name == "" || len(name) > ioctl.MaxTypeName-1 {
 		return Version{}, newError("target version", ref, invalid("target type", "%q is not a target type name", name))
 	}
-	if c.version.Less(ioctl.V4_41) {
+	if !c.version.Has(ioctl.FeatureTargetVersion) {
 		ts, err := c.Targets(ctx)
 		if err != nil {
 			return Version{}, err

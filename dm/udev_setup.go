@@ -18,7 +18,7 @@ func (c *Control) setupUdev() error {
 	switch {
 	case c.cfg.transport != nil:
 		reason = "a custom transport has no udev behind it"
-	case c.version.Less(ioctl.V4_15):
+	case !c.version.Has(ioctl.FeatureUdevCookies):
 		reason = fmt.Sprintf("dm interface %s predates udev cookies (4.15)", c.version)
 	default:
 		s := udev.Detect()

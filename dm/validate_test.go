@@ -156,7 +156,7 @@ func TestErrorClassification(t *testing.T) {
 		{mk("open", unix.EACCES), []error{ErrPermission}, []error{ErrInvalid}},
 		{mk("message", unix.EOPNOTSUPP), []error{ErrNotSupported}, []error{ErrInvalid}},
 		{newError("x", Ref{}, invalid("f", "bad")), []error{ErrInvalid}, []error{ErrBusy, unix.EINVAL}},
-		{newError("x", Ref{}, &NotSupportedError{Need: ioctl.V4_45}), []error{ErrNotSupported}, []error{ErrInvalid}},
+		{newError("x", Ref{}, &NotSupportedError{Need: ioctl.FeatureNameListUUID.MinVersion()}), []error{ErrNotSupported}, []error{ErrInvalid}},
 	}
 	for _, tt := range tests {
 		for _, target := range tt.is {
@@ -274,7 +274,7 @@ func TestNotSupportedOnOldKernel(t *testing.T) {
 	ctx := context.Background()
 	err = c.Remove(ctx, Name("x"), Deferred)
 	var ns *NotSupportedError
-	if !errors.Is(err, ErrNotSupported) || !errors.As(err, &ns) || ns.Need != ioctl.V4_27 {
+	if !errors.Is(err, ErrNotSupported) || !errors.As(err, &ns) || ns.Need != ioctl.FeatureDeferredRemove.MinVersion() {
 		t.Fatalf("deferred remove on 4.20: %v", err)
 	}
 	if _, err := c.List(ctx, WithNamePrefix("x")); !errors.Is(err, ErrNotSupported) {

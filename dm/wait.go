@@ -41,8 +41,8 @@ func (c *Control) Wait(ctx context.Context, ref Ref, last uint32, flags ...Flag)
 	}
 	var p *pollFile
 	if c.path != "" {
-		if c.version.Less(ioctl.V4_36) {
-			return Event{}, newError("wait", ref, &NotSupportedError{What: "DM_DEV_ARM_POLL", Need: ioctl.V4_36, Kernel: c.version})
+		if !c.version.Has(ioctl.FeatureArmPoll) {
+			return Event{}, newError("wait", ref, &NotSupportedError{What: "DM_DEV_ARM_POLL", Need: ioctl.FeatureArmPoll.MinVersion(), Kernel: c.version})
 		}
 		p, err = openPoll(c.path)
 		if err != nil {

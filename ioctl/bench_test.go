@@ -45,9 +45,9 @@ func TestMarshalZeroAllocs(t *testing.T) {
 		}
 	}
 	specs := thinTargets(64)
-	buf := make([]byte, TargetsSize(specs))
-	if a := testing.AllocsPerRun(100, func() { _, _ = PutTargets(buf, specs) }); a != 0 {
-		t.Errorf("PutTargets: %v allocs", a)
+	buf := make([]byte, targetsSize(specs))
+	if a := testing.AllocsPerRun(100, func() { _, _ = putTargets(buf, specs) }); a != 0 {
+		t.Errorf("putTargets: %v allocs", a)
 	}
 	h := Header{Name: "pool", UUID: "u"}
 	if a := testing.AllocsPerRun(100, func() { _ = h.MarshalTo(buf) }); a != 0 {
@@ -82,7 +82,7 @@ func nameListReply(n int) []byte {
 			UUID:    fmt.Sprintf("THINP-%032x", i),
 		}
 	}
-	return AppendNameList(nil, Version{4, 47, 0}, entries)
+	return appendNameList(nil, Version{4, 47, 0}, entries)
 }
 
 // BenchmarkNameList decodes a DM_LIST_DEVICES reply of 1,000, 10,000 and
@@ -118,7 +118,7 @@ func BenchmarkTargetReader(b *testing.B) {
 	for i := range specs {
 		specs[i] = TargetSpec{Start: uint64(i) * 2097152, Length: 2097152, Type: "thin", Params: fmt.Sprintf("%d %d", i*4096, i*4096+4095)}
 	}
-	buf := AppendStatusTargets(make([]byte, DataStart), DataStart, specs)
+	buf := appendStatusTargets(make([]byte, DataStart), DataStart, specs)
 	h := Header{DataStart: DataStart, DataSize: uint32(len(buf)), TargetCount: uint32(len(specs))}
 	var r TargetReader
 	b.SetBytes(int64(len(buf) - DataStart))

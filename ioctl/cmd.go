@@ -62,21 +62,70 @@ func (v Version) AtLeast(w Version) bool { return !v.Less(w) }
 func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v[0], v[1], v[2]) }
 
 // Interface versions that introduced a command or a flag. Sources: the
-// kernel's dm-ioctl.h history and libdevmapper's per-command table.
+// kernel's dm-ioctl.h history and libdevmapper's per-command table. Callers
+// outside this package ask by Feature.
 var (
-	V4_0  = Version{4, 0, 0}
-	V4_1  = Version{4, 1, 0}  // DM_LIST_VERSIONS
-	V4_2  = Version{4, 2, 0}  // DM_TARGET_MSG
-	V4_6  = Version{4, 6, 0}  // DM_DEV_SET_GEOMETRY
-	V4_15 = Version{4, 15, 0} // udev cookies in event_nr
-	V4_16 = Version{4, 16, 0} // DM_QUERY_INACTIVE_TABLE_FLAG
-	V4_27 = Version{4, 27, 0} // DM_DEFERRED_REMOVE, DM_DATA_OUT_FLAG
-	V4_36 = Version{4, 36, 0} // DM_DEV_ARM_POLL
-	V4_37 = Version{4, 37, 0} // event_nr in dm_name_list (4.36 put it at an ABI-dependent offset)
-	V4_41 = Version{4, 41, 0} // DM_GET_TARGET_VERSION
-	V4_45 = Version{4, 45, 0} // uuid in dm_name_list, list prefix filters, IMA
-	V4_50 = Version{4, 50, 0} // DM_MPATH_PROBE_PATHS
+	v4_0  = Version{4, 0, 0}
+	v4_1  = Version{4, 1, 0}  // DM_LIST_VERSIONS
+	v4_2  = Version{4, 2, 0}  // DM_TARGET_MSG
+	v4_6  = Version{4, 6, 0}  // DM_DEV_SET_GEOMETRY
+	v4_15 = Version{4, 15, 0} // udev cookies in event_nr
+	v4_16 = Version{4, 16, 0} // DM_QUERY_INACTIVE_TABLE_FLAG
+	v4_27 = Version{4, 27, 0} // DM_DEFERRED_REMOVE, DM_DATA_OUT_FLAG
+	v4_36 = Version{4, 36, 0} // DM_DEV_ARM_POLL
+	v4_37 = Version{4, 37, 0} // event_nr in dm_name_list (4.36 put it at an ABI-dependent offset)
+	v4_41 = Version{4, 41, 0} // DM_GET_TARGET_VERSION
+	v4_45 = Version{4, 45, 0} // uuid in dm_name_list, list prefix filters, IMA
+	v4_50 = Version{4, 50, 0} // DM_MPATH_PROBE_PATHS
 )
+
+// Feature is something of the dm interface that arrived in a given
+// version, beyond the commands (see Cmd.MinVersion).
+type Feature uint8
+
+// Features.
+const (
+	FeatureUdevCookies     Feature = iota // udev cookies in event_nr (4.15)
+	FeatureInactiveQuery                  // DM_QUERY_INACTIVE_TABLE_FLAG (4.16)
+	FeatureDeferredRemove                 // DM_DEFERRED_REMOVE (4.27)
+	FeatureArmPoll                        // DM_DEV_ARM_POLL (4.36)
+	FeatureNameListEventNr                // event_nr in dm_name_list (4.37)
+	FeatureTargetVersion                  // DM_GET_TARGET_VERSION (4.41)
+	FeatureNameListUUID                   // uuids in dm_name_list, and list filters by name prefix or uuid (4.45)
+	numFeatures
+)
+
+var features = [numFeatures]struct {
+	name string
+	min  *Version
+}{
+	FeatureUdevCookies:     {"udev cookies", &v4_15},
+	FeatureInactiveQuery:   {"inactive table queries", &v4_16},
+	FeatureDeferredRemove:  {"deferred remove", &v4_27},
+	FeatureArmPoll:         {"DM_DEV_ARM_POLL", &v4_36},
+	FeatureNameListEventNr: {"event numbers in device lists", &v4_37},
+	FeatureTargetVersion:   {"DM_GET_TARGET_VERSION", &v4_41},
+	FeatureNameListUUID:    {"uuids and filters in device lists", &v4_45},
+}
+
+// MinVersion is the lowest interface version that has f.
+func (f Feature) MinVersion() Version {
+	if f >= numFeatures {
+		return Version{^uint32(0)}
+	}
+	return *features[f].min
+}
+
+// String names f.
+func (f Feature) String() string {
+	if f >= numFeatures {
+		return fmt.Sprintf("feature %d", uint8(f))
+	}
+	return features[f].name
+}
+
+// Has reports whether interface version v has f.
+func (v Version) Has(f Feature) bool { return v.AtLeast(f.MinVersion()) }
 
 type cmdInfo struct {
 	name        string
@@ -85,25 +134,25 @@ type cmdInfo struct {
 }
 
 var cmds = [NumCmds]cmdInfo{
-	CmdVersion:          {"DM_VERSION", V4_0, false},
-	CmdRemoveAll:        {"DM_REMOVE_ALL", V4_0, false},
-	CmdListDevices:      {"DM_LIST_DEVICES", V4_0, true},
-	CmdDevCreate:        {"DM_DEV_CREATE", V4_0, false},
-	CmdDevRemove:        {"DM_DEV_REMOVE", V4_0, false},
-	CmdDevRename:        {"DM_DEV_RENAME", V4_0, false},
-	CmdDevSuspend:       {"DM_DEV_SUSPEND", V4_0, false},
-	CmdDevStatus:        {"DM_DEV_STATUS", V4_0, false},
-	CmdDevWait:          {"DM_DEV_WAIT", V4_0, true},
-	CmdTableLoad:        {"DM_TABLE_LOAD", V4_0, false},
-	CmdTableClear:       {"DM_TABLE_CLEAR", V4_0, false},
-	CmdTableDeps:        {"DM_TABLE_DEPS", V4_0, true},
-	CmdTableStatus:      {"DM_TABLE_STATUS", V4_0, true},
-	CmdListVersions:     {"DM_LIST_VERSIONS", V4_1, true},
-	CmdTargetMsg:        {"DM_TARGET_MSG", V4_2, true},
-	CmdDevSetGeometry:   {"DM_DEV_SET_GEOMETRY", V4_6, false},
-	CmdDevArmPoll:       {"DM_DEV_ARM_POLL", V4_36, false},
-	CmdGetTargetVersion: {"DM_GET_TARGET_VERSION", V4_41, true},
-	CmdMpathProbePaths:  {"DM_MPATH_PROBE_PATHS", V4_50, false},
+	CmdVersion:          {"DM_VERSION", v4_0, false},
+	CmdRemoveAll:        {"DM_REMOVE_ALL", v4_0, false},
+	CmdListDevices:      {"DM_LIST_DEVICES", v4_0, true},
+	CmdDevCreate:        {"DM_DEV_CREATE", v4_0, false},
+	CmdDevRemove:        {"DM_DEV_REMOVE", v4_0, false},
+	CmdDevRename:        {"DM_DEV_RENAME", v4_0, false},
+	CmdDevSuspend:       {"DM_DEV_SUSPEND", v4_0, false},
+	CmdDevStatus:        {"DM_DEV_STATUS", v4_0, false},
+	CmdDevWait:          {"DM_DEV_WAIT", v4_0, true},
+	CmdTableLoad:        {"DM_TABLE_LOAD", v4_0, false},
+	CmdTableClear:       {"DM_TABLE_CLEAR", v4_0, false},
+	CmdTableDeps:        {"DM_TABLE_DEPS", v4_0, true},
+	CmdTableStatus:      {"DM_TABLE_STATUS", v4_0, true},
+	CmdListVersions:     {"DM_LIST_VERSIONS", v4_1, true},
+	CmdTargetMsg:        {"DM_TARGET_MSG", v4_2, true},
+	CmdDevSetGeometry:   {"DM_DEV_SET_GEOMETRY", v4_6, false},
+	CmdDevArmPoll:       {"DM_DEV_ARM_POLL", v4_36, false},
+	CmdGetTargetVersion: {"DM_GET_TARGET_VERSION", v4_41, true},
+	CmdMpathProbePaths:  {"DM_MPATH_PROBE_PATHS", v4_50, false},
 }
 
 // Valid reports whether c is a command this package knows.

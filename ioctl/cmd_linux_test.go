@@ -221,27 +221,27 @@ func TestFlagsMinVersion(t *testing.T) {
 		f    Flags
 		want Version
 	}{
-		{CmdDevStatus, 0, V4_0},
-		{CmdDevSuspend, FlagSuspend | FlagNoFlush | FlagSkipLockfs, V4_0},
-		{CmdDevStatus, FlagQueryInactiveTable, V4_16},
-		{CmdTableStatus, FlagQueryInactiveTable | FlagStatusTable, V4_16},
-		{CmdDevRemove, FlagDeferredRemove, V4_27},
-		{CmdRemoveAll, FlagDeferredRemove, V4_27},
-		{CmdTableStatus, FlagIMAMeasurement, V4_45},
-		{CmdListDevices, FlagUUID, V4_45},
-		{CmdListDevices, 0, V4_0},
+		{CmdDevStatus, 0, v4_0},
+		{CmdDevSuspend, FlagSuspend | FlagNoFlush | FlagSkipLockfs, v4_0},
+		{CmdDevStatus, FlagQueryInactiveTable, v4_16},
+		{CmdTableStatus, FlagQueryInactiveTable | FlagStatusTable, v4_16},
+		{CmdDevRemove, FlagDeferredRemove, v4_27},
+		{CmdRemoveAll, FlagDeferredRemove, v4_27},
+		{CmdTableStatus, FlagIMAMeasurement, v4_45},
+		{CmdListDevices, FlagUUID, v4_45},
+		{CmdListDevices, 0, v4_0},
 		{CmdDevRename, FlagUUID, Version{4, 19, 0}}, // set the uuid: libdm refuses below 4.19
-		{CmdDevRename, 0, V4_0},
+		{CmdDevRename, 0, v4_0},
 		{CmdTableLoad, FlagSecureData, Version{4, 20, 0}},
 		{CmdTargetMsg, FlagSecureData, Version{4, 20, 0}},
 		// A command newer than its flags keeps its own minimum.
-		{CmdGetTargetVersion, FlagQueryInactiveTable, V4_41},
-		{CmdDevArmPoll, FlagDeferredRemove, V4_36},
-		{CmdListVersions, 0, V4_1},
+		{CmdGetTargetVersion, FlagQueryInactiveTable, v4_41},
+		{CmdDevArmPoll, FlagDeferredRemove, v4_36},
+		{CmdListVersions, 0, v4_1},
 		// The highest requirement wins.
-		{CmdDevRemove, FlagDeferredRemove | FlagQueryInactiveTable | FlagIMAMeasurement, V4_45},
+		{CmdDevRemove, FlagDeferredRemove | FlagQueryInactiveTable | FlagIMAMeasurement, v4_45},
 		// Output-only flags need nothing.
-		{CmdDevStatus, FlagBufferFull | FlagDataOut | FlagUeventGenerated | FlagInternalSuspend, V4_0},
+		{CmdDevStatus, FlagBufferFull | FlagDataOut | FlagUeventGenerated | FlagInternalSuspend, v4_0},
 	}
 	for _, tt := range tests {
 		if got := tt.f.MinVersion(tt.c); got != tt.want {
@@ -276,7 +276,7 @@ func TestVersion(t *testing.T) {
 		}
 	}
 	// The named versions are in increasing order.
-	named := []Version{V4_0, V4_1, V4_2, V4_6, V4_15, V4_16, V4_27, V4_36, V4_37, V4_41, V4_45, V4_50}
+	named := []Version{v4_0, v4_1, v4_2, v4_6, v4_15, v4_16, v4_27, v4_36, v4_37, v4_41, v4_45, v4_50}
 	minors := []uint32{0, 1, 2, 6, 15, 16, 27, 36, 37, 41, 45, 50}
 	for i, v := range named {
 		if v != (Version{4, minors[i], 0}) {
@@ -285,5 +285,29 @@ func TestVersion(t *testing.T) {
 		if i > 0 && !named[i-1].Less(v) {
 			t.Errorf("%v is not older than %v", named[i-1], v)
 		}
+	}
+}
+
+func TestFeatures(t *testing.T) {
+	for _, tt := range []struct {
+		f    Feature
+		min  Version
+		name string
+	}{
+		{FeatureUdevCookies, Version{4, 15, 0}, "udev cookies"},
+		{FeatureDeferredRemove, Version{4, 27, 0}, "deferred remove"},
+		{FeatureArmPoll, Version{4, 36, 0}, "DM_DEV_ARM_POLL"},
+		{FeatureNameListEventNr, Version{4, 37, 0}, "event numbers in device lists"},
+		{FeatureNameListUUID, Version{4, 45, 0}, "uuids and filters in device lists"},
+	} {
+		if tt.f.MinVersion() != tt.min || tt.f.String() != tt.name {
+			t.Errorf("%v: %v %q", tt.f, tt.f.MinVersion(), tt.f.String())
+		}
+		if !tt.min.Has(tt.f) || (Version{tt.min[0], tt.min[1] - 1, 9}).Has(tt.f) {
+			t.Errorf("Has(%v) around %v", tt.f, tt.min)
+		}
+	}
+	if (Version{9, 99, 0}).Has(numFeatures) {
+		t.Error("an unknown feature is had")
 	}
 }

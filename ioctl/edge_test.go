@@ -45,9 +45,9 @@ func TestStringLimits(t *testing.T) {
 		if tt.want != nil {
 			continue
 		}
-		p, err := ParseRequest(tt.r.Cmd, buf)
+		p, err := parseRequest(tt.r.Cmd, buf)
 		if err != nil {
-			t.Errorf("%s: ParseRequest: %v", tt.name, err)
+			t.Errorf("%s: parseRequest: %v", tt.name, err)
 			continue
 		}
 		if p.Header.Name != tt.r.Header.Name || p.Header.UUID != tt.r.Header.UUID {
@@ -93,22 +93,22 @@ func TestShortBuffers(t *testing.T) {
 		}
 	}
 	specs := []TargetSpec{{Type: "linear", Params: "7:0 0"}, {Type: "error"}}
-	if TargetsSize(specs) != 96 {
-		t.Errorf("TargetsSize = %d, want 96", TargetsSize(specs))
+	if targetsSize(specs) != 96 {
+		t.Errorf("targetsSize = %d, want 96", targetsSize(specs))
 	}
 	for n := 0; n < 96; n++ {
-		if _, err := PutTargets(make([]byte, n), specs); err != ErrShortBuffer {
-			t.Errorf("PutTargets(%d bytes): %v", n, err)
+		if _, err := putTargets(make([]byte, n), specs); err != ErrShortBuffer {
+			t.Errorf("putTargets(%d bytes): %v", n, err)
 		}
 	}
-	if n, err := PutTargets(make([]byte, 96), specs); n != 96 || err != nil {
-		t.Errorf("PutTargets(96): %d, %v", n, err)
+	if n, err := putTargets(make([]byte, 96), specs); n != 96 || err != nil {
+		t.Errorf("putTargets(96): %d, %v", n, err)
 	}
-	if n, err := PutTargets(nil, nil); n != 0 || err != nil {
-		t.Errorf("PutTargets(nil, nil): %d, %v", n, err)
+	if n, err := putTargets(nil, nil); n != 0 || err != nil {
+		t.Errorf("putTargets(nil, nil): %d, %v", n, err)
 	}
-	if TargetsSize(nil) != 0 {
-		t.Error("TargetsSize(nil) != 0")
+	if targetsSize(nil) != 0 {
+		t.Error("targetsSize(nil) != 0")
 	}
 }
 
@@ -173,7 +173,7 @@ func TestParseTargetsMalformed(t *testing.T) {
 	if _, err := good.MarshalTo(buf); err != nil {
 		t.Fatal(err)
 	}
-	if specs, err := ParseTargets(buf, DataStart, 2); err != nil || len(specs) != 2 {
+	if specs, err := parseTargets(buf, DataStart, 2); err != nil || len(specs) != 2 {
 		t.Fatalf("good: %v, %v", specs, err)
 	}
 	ne := binary.NativeEndian
@@ -209,18 +209,18 @@ func TestParseTargetsMalformed(t *testing.T) {
 		{"cut before the NUL", buf[:DataStart+SizeofTargetSpec+5], DataStart, 1},
 	}
 	for _, tt := range tests {
-		if specs, err := ParseTargets(tt.b, tt.start, tt.count); err != ErrMalformed {
+		if specs, err := parseTargets(tt.b, tt.start, tt.count); err != ErrMalformed {
 			t.Errorf("%s: %+v, %v; want ErrMalformed", tt.name, specs, err)
 		}
 	}
 	// The last spec's next is never followed, so it may be anything.
 	last := DataStart + 48 + specOffNext
 	b := mutate(func(b []byte) { ne.PutUint32(b[last:], 3) })
-	if specs, err := ParseTargets(b, DataStart, 2); err != nil || len(specs) != 2 {
+	if specs, err := parseTargets(b, DataStart, 2); err != nil || len(specs) != 2 {
 		t.Errorf("odd last next: %v, %v", specs, err)
 	}
 	// count 0: nothing to read (the kernel says EINVAL; this is its reader).
-	if specs, err := ParseTargets(buf, 0, 0); specs != nil || err != nil {
+	if specs, err := parseTargets(buf, 0, 0); specs != nil || err != nil {
 		t.Errorf("count 0: %v, %v", specs, err)
 	}
 }
@@ -264,7 +264,7 @@ func TestParseRequestMalformed(t *testing.T) {
 		{"load with too many targets", CmdTableLoad, with(load, offTargetCount, 2), ErrMalformed},
 	}
 	for _, tt := range tests {
-		r, err := ParseRequest(tt.c, tt.b)
+		r, err := parseRequest(tt.c, tt.b)
 		if err != tt.err || r != nil {
 			t.Errorf("%s: %+v, %v; want %v", tt.name, r, err, tt.err)
 		}
@@ -272,7 +272,7 @@ func TestParseRequestMalformed(t *testing.T) {
 	// The data_start the kernel accepts for strings begins at 305.
 	b := with(ren, offDataStart, 305)
 	copy(b[305:], "abc\x00")
-	if r, err := ParseRequest(CmdDevRename, b); err != nil || r.String != "abc" {
+	if r, err := parseRequest(CmdDevRename, b); err != nil || r.String != "abc" {
 		t.Errorf("data_start 305: %+v, %v", r, err)
 	}
 }
@@ -280,7 +280,7 @@ func TestParseRequestMalformed(t *testing.T) {
 func TestTargetReaderMalformed(t *testing.T) {
 	specs := []TargetSpec{{Length: 8, Type: "linear", Params: "7:0 0"}, {Start: 8, Length: 8, Type: "zero"}}
 	hdr := make([]byte, DataStart)
-	b := AppendStatusTargets(hdr, DataStart, specs)
+	b := appendStatusTargets(hdr, DataStart, specs)
 	good := Header{DataStart: DataStart, DataSize: uint32(len(b)), TargetCount: 2}
 	ne := binary.NativeEndian
 	read := func(h Header, b []byte) (int, error) {
@@ -359,7 +359,7 @@ func TestNameListMalformed(t *testing.T) {
 		{Dev: 0xfd00, Name: "pool", EventNr: 1, Flags: NameListHasUUID, UUID: "U", HasEventNr: true},
 		{Dev: 0xfd01, Name: "thin", EventNr: 2, Flags: NameListNoUUID, HasEventNr: true},
 	}
-	good := AppendNameList(nil, v, entries)
+	good := appendNameList(nil, v, entries)
 	if got, err := readNames(good, v); err != nil || !reflect.DeepEqual(got, entries) {
 		t.Fatalf("good: %+v, %v", got, err)
 	}
@@ -398,7 +398,7 @@ func TestNameListMalformed(t *testing.T) {
 }
 
 func TestVersionReaderMalformed(t *testing.T) {
-	good := AppendVersions(nil, []TargetVersion{{"thin-pool", Version{1, 23, 0}}, {"zero", Version{1, 2, 0}}})
+	good := appendVersions(nil, []TargetVersion{{"thin-pool", Version{1, 23, 0}}, {"zero", Version{1, 2, 0}}})
 	ne := binary.NativeEndian
 	mutate := func(f func(b []byte)) []byte {
 		c := append([]byte(nil), good...)
@@ -429,7 +429,7 @@ func TestVersionReaderMalformed(t *testing.T) {
 
 func TestParseDepsMalformed(t *testing.T) {
 	ne := binary.NativeEndian
-	b := AppendDeps(nil, []uint64{1, 2})
+	b := appendDeps(nil, []uint64{1, 2})
 	for _, p := range [][]byte{
 		b[:7],
 		b[:len(b)-1],

@@ -595,7 +595,7 @@ func TestDoReplyHeader(t *testing.T) {
 		got.EventNr != 9 || got.OpenCount != 2 || got.Dev != (Dev{Major: 253, Minor: 4}.Encode()) || got.UUID != "u" {
 		t.Errorf("reply header %+v", got)
 	}
-	if sent := k.calls[0].hdr; sent.EventNr != 0x0d4d0001 || sent.Version != V4_0 {
+	if sent := k.calls[0].hdr; sent.EventNr != 0x0d4d0001 || sent.Version != v4_0 {
 		t.Errorf("sent header %+v", sent)
 	}
 }

@@ -82,7 +82,7 @@ func (f Flags) MinVersion(c Cmd) Version {
 		}
 	}
 	if f&FlagQueryInactiveTable != 0 {
-		raise(V4_16)
+		raise(v4_16)
 	}
 	// Older kernels ignore DM_UUID_FLAG on rename and rename the device to
 	// the uuid string; libdevmapper refuses below 4.19.
@@ -94,13 +94,13 @@ func (f Flags) MinVersion(c Cmd) Version {
 		raise(Version{4, 20, 0})
 	}
 	if f&FlagDeferredRemove != 0 {
-		raise(V4_27)
+		raise(v4_27)
 	}
 	if f&FlagIMAMeasurement != 0 {
-		raise(V4_45)
+		raise(v4_45)
 	}
 	if c == CmdListDevices && f&FlagUUID != 0 {
-		raise(V4_45)
+		raise(v4_45)
 	}
 	return v
 }

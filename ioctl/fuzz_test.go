@@ -88,7 +88,7 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add(uint8(CmdTableLoad), make([]byte, SizeofHeader))
 	f.Fuzz(func(t *testing.T, cmd uint8, data []byte) {
 		c := Cmd(cmd % NumCmds)
-		r, err := ParseRequest(c, data)
+		r, err := parseRequest(c, data)
 		if err != nil {
 			if r != nil {
 				t.Fatal("request with an error")
@@ -108,7 +108,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			t.Fatalf("MarshalTo: %v", err)
 		}
-		r2, err := ParseRequest(c, buf)
+		r2, err := parseRequest(c, buf)
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
@@ -156,7 +156,7 @@ func checkSameRequest(t *testing.T, r, r2 *Request, size int) {
 }
 
 // FuzzRequestRoundTrip builds requests of every payload kind from fuzzed
-// values: Request -> MarshalTo -> ParseRequest gives the request back, or
+// values: Request -> MarshalTo -> parseRequest gives the request back, or
 // MarshalTo refuses it for a reason the values show.
 func FuzzRequestRoundTrip(f *testing.F) {
 	f.Add(uint8(CmdTableLoad), "pool", "", uint32(0), uint32(0), uint64(0), uint64(0), "",
@@ -231,9 +231,9 @@ func FuzzRequestRoundTrip(f *testing.F) {
 		if n != r.Size() || n%8 != 0 {
 			t.Fatalf("used %d, Size %d", n, r.Size())
 		}
-		r2, err := ParseRequest(c, buf)
+		r2, err := parseRequest(c, buf)
 		if err != nil {
-			t.Fatalf("ParseRequest: %v", err)
+			t.Fatalf("parseRequest: %v", err)
 		}
 		checkSameRequest(t, r, r2, len(buf))
 	})
@@ -296,7 +296,7 @@ func FuzzTargetReader(f *testing.F) {
 			specs[i] = TargetSpec{Start: start, Length: uint64(i+1) * 8, Status: int32(i), Type: typ, Params: p}
 			start += specs[i].Length
 		}
-		b := AppendStatusTargets(make([]byte, DataStart), DataStart, specs)
+		b := appendStatusTargets(make([]byte, DataStart), DataStart, specs)
 		rh := Header{DataStart: DataStart, DataSize: uint32(len(b)), TargetCount: uint32(len(specs))}
 		var got []TargetSpec
 		r := NewTargetReader(&rh, b)
@@ -335,7 +335,7 @@ func readRawNames(t *testing.T, data []byte, v Version) {
 		if strings.IndexByte(e.Name, 0) >= 0 || strings.IndexByte(e.UUID, 0) >= 0 || len(e.Name)+len(e.UUID) > len(data) {
 			t.Fatalf("bad entry %+v", e)
 		}
-		if e.HasEventNr != v.AtLeast(V4_37) || (e.Flags != 0 && !v.AtLeast(V4_45)) || (e.UUID != "" && e.Flags&NameListHasUUID == 0) {
+		if e.HasEventNr != v.AtLeast(v4_37) || (e.Flags != 0 && !v.AtLeast(v4_45)) || (e.UUID != "" && e.Flags&NameListHasUUID == 0) {
 			t.Fatalf("entry %+v for version %v", e, v)
 		}
 	}
@@ -357,11 +357,11 @@ func roundTripNames(t *testing.T, v Version, entries []NameEntry) {
 			return
 		}
 		// What the reader can know at this version.
-		e.HasEventNr = v.AtLeast(V4_37)
+		e.HasEventNr = v.AtLeast(v4_37)
 		if !e.HasEventNr {
 			e.EventNr = 0
 		}
-		if !v.AtLeast(V4_45) {
+		if !v.AtLeast(v4_45) {
 			e.Flags = 0
 		}
 		if e.Flags&NameListHasUUID == 0 {
@@ -369,7 +369,7 @@ func roundTripNames(t *testing.T, v Version, entries []NameEntry) {
 		}
 		want[i] = e
 	}
-	b := AppendNameList(nil, v, entries)
+	b := appendNameList(nil, v, entries)
 	if len(b)%8 != 0 {
 		t.Fatalf("%d bytes", len(b))
 	}
@@ -437,7 +437,7 @@ func FuzzVersionReader(f *testing.F) {
 			{Name: name2, Version: Version{minor, major, 0}},
 			{Name: name1 + name2, Version: Version{1, 23, 0}},
 		}
-		b := AppendVersions(nil, want)
+		b := appendVersions(nil, want)
 		var got []TargetVersion
 		r = NewVersionReader(b)
 		for r.Next() {
@@ -450,7 +450,7 @@ func FuzzVersionReader(f *testing.F) {
 }
 
 func FuzzParseDeps(f *testing.F) {
-	f.Add(AppendDeps(nil, []uint64{0x700, 0xfd01, 0x10010300}), []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add(appendDeps(nil, []uint64{0x700, 0xfd01, 0x10010300}), []byte{1, 2, 3, 4, 5, 6, 7, 8})
 	f.Add([]byte{}, []byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, make([]byte, 64))
 	f.Fuzz(func(t *testing.T, data, devBytes []byte) {
@@ -469,7 +469,7 @@ func FuzzParseDeps(f *testing.F) {
 		for i := range want {
 			want[i] = binary.NativeEndian.Uint64(devBytes[8*i:])
 		}
-		got, err := ParseDeps(AppendDeps(nil, want))
+		got, err := ParseDeps(appendDeps(nil, want))
 		if err != nil || len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
 			t.Fatalf("round trip: %x, %v; want %x", got, err, want)
 		}

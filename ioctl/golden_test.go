@@ -585,9 +585,9 @@ func TestGoldenRequests(t *testing.T) {
 			diffBytes(t, dirty[:used], want[:used])
 
 			// The kernel's reading of the golden bytes gives the request back.
-			p, err := ParseRequest(tt.req.Cmd, want)
+			p, err := parseRequest(tt.req.Cmd, want)
 			if err != nil {
-				t.Fatalf("ParseRequest: %v", err)
+				t.Fatalf("parseRequest: %v", err)
 			}
 			wantTargets := tt.req.Targets
 			if len(wantTargets) == 0 {
@@ -595,13 +595,13 @@ func TestGoldenRequests(t *testing.T) {
 			}
 			if !reflect.DeepEqual(p.Targets, wantTargets) || p.Sector != tt.req.Sector ||
 				p.Message != tt.req.Message || p.String != tt.req.String {
-				t.Errorf("ParseRequest payload = %+v", p)
+				t.Errorf("parseRequest payload = %+v", p)
 			}
 			if p.Header.Name != tt.req.Header.Name || p.Header.UUID != tt.req.Header.UUID ||
 				p.Header.Flags != tt.req.Header.Flags || p.Header.Dev != tt.req.Header.Dev ||
 				p.Header.DataSize != uint32(n) || p.Header.DataStart != DataStart ||
 				p.Header.TargetCount != uint32(len(tt.req.Targets)) {
-				t.Errorf("ParseRequest header = %+v", p.Header)
+				t.Errorf("parseRequest header = %+v", p.Header)
 			}
 			wantVersion := tt.req.Header.Version
 			if wantVersion == (Version{}) {
@@ -760,7 +760,7 @@ func TestGoldenTargetReader(t *testing.T) {
 				t.Errorf("short reply: err %v, want ErrMalformed", r.Err())
 			}
 			// The encoder lays out the same bytes (it pads the last spec).
-			enc := AppendStatusTargets(append([]byte(nil), b[:DataStart]...), DataStart, tt.want)
+			enc := appendStatusTargets(append([]byte(nil), b[:DataStart]...), DataStart, tt.want)
 			diffBytes(t, enc, b)
 		})
 	}
@@ -819,7 +819,7 @@ func TestGoldenNameList(t *testing.T) {
 		v       Version
 		golden  string
 		want    []NameEntry
-		encoded int // how many leading golden bytes AppendNameList reproduces; -1: none
+		encoded int // how many leading golden bytes appendNameList reproduces; -1: none
 	}{
 		{"old layout 4.35", Version{4, 35, 0}, goldenNamesOld, []NameEntry{
 			{Dev: 0xfd00, Name: "pool"},
@@ -849,7 +849,7 @@ func TestGoldenNameList(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
 			if tt.encoded >= 0 {
-				enc := AppendNameList(nil, tt.v, tt.want)
+				enc := appendNameList(nil, tt.v, tt.want)
 				diffBytes(t, enc, payload[:tt.encoded])
 			}
 		})
@@ -859,7 +859,7 @@ func TestGoldenNameList(t *testing.T) {
 	want441 := unhex(t, goldenNames441)
 	copy(want441[28:], []byte{0, 0, 0, 0})
 	copy(want441[60:], []byte{0, 0, 0, 0})
-	enc := AppendNameList(nil, Version{4, 41, 0}, []NameEntry{
+	enc := appendNameList(nil, Version{4, 41, 0}, []NameEntry{
 		{Dev: 0xfd00, Name: "pool", EventNr: 3, Flags: NameListHasUUID, UUID: "ignored before 4.45"},
 		{Dev: 0xfd01, Name: "thin-1"},
 	})
@@ -901,8 +901,8 @@ func TestGoldenNameListEmpty(t *testing.T) {
 				t.Errorf("v%v, %d-byte empty list: %+v, %v", v, len(payload), got, err)
 			}
 		}
-		if enc := AppendNameList(nil, v, nil); !bytes.Equal(enc, make([]byte, 8)) {
-			t.Errorf("AppendNameList(empty) = % x, want 8 zero bytes", enc)
+		if enc := appendNameList(nil, v, nil); !bytes.Equal(enc, make([]byte, 8)) {
+			t.Errorf("appendNameList(empty) = % x, want 8 zero bytes", enc)
 		}
 	}
 }
@@ -940,7 +940,7 @@ func TestGoldenVersions(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v", got)
 	}
-	diffBytes(t, AppendVersions(nil, want), payload)
+	diffBytes(t, appendVersions(nil, want), payload)
 
 	// DM_GET_TARGET_VERSION: the same layout, one entry.
 	one := unhex(t, `
@@ -976,13 +976,13 @@ func TestGoldenDeps(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %x, want %x", got, want)
 	}
-	diffBytes(t, AppendDeps(nil, want), payload)
+	diffBytes(t, appendDeps(nil, want), payload)
 	// No devices: count 0.
 	empty := unhex(t, `00 00 00 00 00 00 00 00 // count 0, padding`)
 	if got, err := ParseDeps(empty); err != nil || len(got) != 0 {
 		t.Errorf("count 0: %v, %v", got, err)
 	}
-	diffBytes(t, AppendDeps(nil, nil), empty)
+	diffBytes(t, appendDeps(nil, nil), empty)
 }
 
 func TestGoldenMessageOutput(t *testing.T) {

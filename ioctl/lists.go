@@ -71,7 +71,7 @@ type NameListReader struct {
 // NewNameListReader reads the name list in payload (Header.Payload of the
 // reply), laid out by a kernel of version v.
 func NewNameListReader(payload []byte, v Version) *NameListReader {
-	r := &NameListReader{b: payload, extended: v.AtLeast(V4_37), hasFlags: v.AtLeast(V4_45)}
+	r := &NameListReader{b: payload, extended: v.AtLeast(v4_37), hasFlags: v.AtLeast(v4_45)}
 	// An empty list is no payload at all (current kernels) or one entry
 	// with dev == 0.
 	switch {
@@ -145,18 +145,18 @@ func (r *NameListReader) Entry() NameEntry { return r.cur }
 // Err is the first inconsistency found, or nil.
 func (r *NameListReader) Err() error { return r.err }
 
-// AppendNameList appends entries to b as a kernel of version v lays out a
+// appendNameList appends entries to b as a kernel of version v lays out a
 // DM_LIST_DEVICES payload: event_nr from 4.37, flags and the uuids (only
 // where Flags has NameListHasUUID) from 4.45; older kernels leave those out.
 // b must end 8-byte aligned relative to the data area. An empty list is the
 // 8 zero bytes of a dev == 0 entry.
-func AppendNameList(b []byte, v Version, entries []NameEntry) []byte {
+func appendNameList(b []byte, v Version, entries []NameEntry) []byte {
 	if len(entries) == 0 {
 		return append(b, make([]byte, 8)...)
 	}
 	ne := binary.NativeEndian
-	extended := v.AtLeast(V4_37)
-	hasFlags := v.AtLeast(V4_45)
+	extended := v.AtLeast(v4_37)
+	hasFlags := v.AtLeast(v4_45)
 	prev := -1
 	for i := range entries {
 		e := &entries[i]
@@ -263,8 +263,8 @@ func (r *VersionReader) Entry() TargetVersion { return r.cur }
 // Err is the first inconsistency found, or nil.
 func (r *VersionReader) Err() error { return r.err }
 
-// AppendVersions appends vs to b as a dm_target_versions chain.
-func AppendVersions(b []byte, vs []TargetVersion) []byte {
+// appendVersions appends vs to b as a dm_target_versions chain.
+func appendVersions(b []byte, vs []TargetVersion) []byte {
 	ne := binary.NativeEndian
 	prev := -1
 	for i := range vs {
@@ -313,8 +313,8 @@ func ParseDeps(payload []byte) ([]uint64, error) {
 	return devs, nil
 }
 
-// AppendDeps appends devs to b as a dm_target_deps payload.
-func AppendDeps(b []byte, devs []uint64) []byte {
+// appendDeps appends devs to b as a dm_target_deps payload.
+func appendDeps(b []byte, devs []uint64) []byte {
 	off := len(b)
 	b = append(b, make([]byte, sizeofTargetDeps+8*len(devs))...)
 	ne := binary.NativeEndian

@@ -30,7 +30,7 @@ type Request struct {
 func (r *Request) PayloadSize() int {
 	switch r.Cmd {
 	case CmdTableLoad:
-		return TargetsSize(r.Targets)
+		return targetsSize(r.Targets)
 	case CmdTargetMsg:
 		return align8(sizeofTargetMsg + len(r.Message) + 1)
 	case CmdDevRename, CmdDevSetGeometry:
@@ -77,7 +77,7 @@ func (r *Request) MarshalTo(b []byte) (int, error) {
 	p := b[DataStart:n]
 	switch r.Cmd {
 	case CmdTableLoad:
-		if _, err := PutTargets(p, r.Targets); err != nil {
+		if _, err := putTargets(p, r.Targets); err != nil {
 			return 0, err
 		}
 	case CmdTargetMsg:
@@ -95,10 +95,10 @@ func (r *Request) MarshalTo(b []byte) (int, error) {
 	return n, nil
 }
 
-// ParseRequest is the inverse of MarshalTo, as the kernel reads a request:
+// parseRequest is the inverse of MarshalTo, as the kernel reads a request:
 // the header, then the payload that Cmd takes. It exists for fake kernels
 // and round-trip tests.
-func ParseRequest(c Cmd, b []byte) (*Request, error) {
+func parseRequest(c Cmd, b []byte) (*Request, error) {
 	r := &Request{Cmd: c}
 	if err := r.Header.UnmarshalBinary(b); err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func ParseRequest(c Cmd, b []byte) (*Request, error) {
 	b = b[:h.DataSize]
 	switch c {
 	case CmdTableLoad:
-		specs, err := ParseTargets(b, h.DataStart, h.TargetCount)
+		specs, err := parseTargets(b, h.DataStart, h.TargetCount)
 		if err != nil {
 			return nil, err
 		}

@@ -67,8 +67,8 @@ type TargetSpec struct {
 // padded to 8 so that the next spec is aligned as the kernel requires.
 func specSize(t *TargetSpec) int { return align8(SizeofTargetSpec + len(t.Params) + 1) }
 
-// TargetsSize is the size of specs packed as a DM_TABLE_LOAD payload.
-func TargetsSize(specs []TargetSpec) int {
+// targetsSize is the size of specs packed as a DM_TABLE_LOAD payload.
+func targetsSize(specs []TargetSpec) int {
 	n := 0
 	for i := range specs {
 		n += specSize(&specs[i])
@@ -76,10 +76,10 @@ func TargetsSize(specs []TargetSpec) int {
 	return n
 }
 
-// PutTargets packs specs into b as a DM_TABLE_LOAD payload: each spec's next
+// putTargets packs specs into b as a DM_TABLE_LOAD payload: each spec's next
 // is the distance from that spec to the following one, a multiple of 8
 // (current kernels reject anything else). It returns the bytes written.
-func PutTargets(b []byte, specs []TargetSpec) (int, error) {
+func putTargets(b []byte, specs []TargetSpec) (int, error) {
 	off := 0
 	for i := range specs {
 		t := &specs[i]
@@ -172,13 +172,13 @@ func targetType(b []byte, alias bool) string {
 	return string(b[:n])
 }
 
-// ParseTargets reads count specs of a DM_TABLE_LOAD request held in b (the
+// parseTargets reads count specs of a DM_TABLE_LOAD request held in b (the
 // whole request, header included), as the kernel's populate_table does: the
 // first spec is at start, each next is relative to the current spec and must
 // point past the previous spec's parameters. As in current kernels, start
 // must be at least sizeof(struct dm_ioctl) and start and every next a
 // multiple of 8 (the alignment of struct dm_target_spec).
-func ParseTargets(b []byte, start, count uint32) ([]TargetSpec, error) {
+func parseTargets(b []byte, start, count uint32) ([]TargetSpec, error) {
 	if count == 0 {
 		return nil, nil
 	}
@@ -286,12 +286,12 @@ func (r *TargetReader) Spec() TargetSpec { return r.cur }
 // Err is the first inconsistency found, or nil.
 func (r *TargetReader) Err() error { return r.err }
 
-// AppendStatusTargets appends specs to b in the DM_TABLE_STATUS reply layout
+// appendStatusTargets appends specs to b in the DM_TABLE_STATUS reply layout
 // (next relative to the data area, which starts at len(b) when called with
 // the header already in b at offset 0 and the data area starting at base).
 // It is the encoder fake kernels use; base is the offset of the data area
 // in b.
-func AppendStatusTargets(b []byte, base int, specs []TargetSpec) []byte {
+func appendStatusTargets(b []byte, base int, specs []TargetSpec) []byte {
 	for i := range specs {
 		t := &specs[i]
 		off := len(b)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/thinp/thinp/dm"
-	"github.com/thinp/thinp/internal/fakedm"
+	"github.com/thinp/thinp/dm/dmtest"
 )
 
 func TestWaitEvent(t *testing.T) {
@@ -80,7 +80,7 @@ func TestWatcher(t *testing.T) {
 		t.Errorf("low water report %+v", ev)
 	}
 
-	ok(t, e.k.SetPoolMode("pool", fakedm.PoolReadOnly))
+	ok(t, e.k.SetPoolMode("pool", dmtest.PoolReadOnly))
 	ev = next()
 	for ev.Status.Mode != ModeReadOnly {
 		ev = next()

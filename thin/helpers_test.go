@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/dm"
-	"github.com/thinp/thinp/internal/fakedm"
+	"github.com/thinp/thinp/dm/dmtest"
 	"github.com/thinp/thinp/ioctl"
 )
 
@@ -35,7 +35,7 @@ func withHost(h hostDevs) PoolOption { return func(c *poolConfig) { c.host = h }
 // fakeHost answers device sizes from a table and formats metadata through
 // the fake kernel.
 type fakeHost struct {
-	k         *fakedm.Kernel
+	k         *dmtest.Kernel
 	mu        sync.Mutex
 	sizes     map[dm.Dev]dm.Sectors
 	formatted []dm.Dev
@@ -59,7 +59,7 @@ func (h *fakeHost) format(d dm.Dev, path string, force bool) error {
 		return h.formatErr
 	}
 	h.formatted = append(h.formatted, d)
-	return h.k.WipeMetadata(d.Major, d.Minor)
+	return h.k.WipeMetadata(d)
 }
 
 func (h *fakeHost) resize(t *testing.T, d dm.Dev, s dm.Sectors) {
@@ -67,7 +67,7 @@ func (h *fakeHost) resize(t *testing.T, d dm.Dev, s dm.Sectors) {
 	h.mu.Lock()
 	h.sizes[d] = s
 	h.mu.Unlock()
-	if err := h.k.ResizeBlockDevice(d.Major, d.Minor, uint64(s)); err != nil {
+	if err := h.k.ResizeBlockDevice(d, uint64(s)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -75,7 +75,7 @@ func (h *fakeHost) resize(t *testing.T, d dm.Dev, s dm.Sectors) {
 type env struct {
 	t    *testing.T
 	ctx  context.Context
-	k    *fakedm.Kernel
+	k    *dmtest.Kernel
 	ctl  *dm.Control
 	host *fakeHost
 
@@ -85,12 +85,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	k := fakedm.New()
+	k := dmtest.New()
 	for _, d := range []struct {
 		dev dm.Dev
 		s   dm.Sectors
 	}{{metaDev, metaSectors}, {dataDev, dataSectors}, {origDev, dataSectors}} {
-		if err := k.AddBlockDevice(d.dev.Major, d.dev.Minor, uint64(d.s)); err != nil {
+		if err := k.AddBlockDevice(d.dev, uint64(d.s)); err != nil {
 			t.Fatal(err)
 		}
 	}

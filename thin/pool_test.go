@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/dm"
-	"github.com/thinp/thinp/internal/fakedm"
+	"github.com/thinp/thinp/dm/dmtest"
 	"github.com/thinp/thinp/ioctl"
 )
 
@@ -338,12 +338,12 @@ func TestModePrechecks(t *testing.T) {
 		set   func(e *env)
 		kinds []error
 	}{
-		{"read-only", func(e *env) { ok(e.t, e.k.SetPoolMode("pool", fakedm.PoolReadOnly)) }, []error{ErrPoolReadOnly}},
-		{"out of metadata space", func(e *env) { ok(e.t, e.k.SetPoolMode("pool", fakedm.PoolOutOfMetadataSpace)) }, []error{ErrPoolReadOnly}},
+		{"read-only", func(e *env) { ok(e.t, e.k.SetPoolMode("pool", dmtest.PoolReadOnly)) }, []error{ErrPoolReadOnly}},
+		{"out of metadata space", func(e *env) { ok(e.t, e.k.SetPoolMode("pool", dmtest.PoolOutOfMetadataSpace)) }, []error{ErrPoolReadOnly}},
 		{"failed", func(e *env) { ok(e.t, e.k.FailPool("pool")) }, []error{ErrPoolFailed}},
 		{"needs_check", func(e *env) {
 			ok(e.t, e.k.SetNeedsCheck("pool", true))
-			ok(e.t, e.k.SetPoolMode("pool", fakedm.PoolReadOnly))
+			ok(e.t, e.k.SetPoolMode("pool", dmtest.PoolReadOnly))
 		}, []error{ErrNeedsCheck, ErrPoolReadOnly}},
 		{"needs_check while rw", func(e *env) { ok(e.t, e.k.SetNeedsCheck("pool", true)) }, []error{ErrNeedsCheck}},
 	} {
@@ -389,7 +389,7 @@ func TestModeChangeRace(t *testing.T) {
 	p := e.pool()
 	e.k.SetBeforeIoctl(func(cmd ioctl.Cmd, _ *ioctl.Header) error {
 		if cmd == ioctl.CmdTargetMsg {
-			return e.k.SetPoolMode("pool", fakedm.PoolReadOnly)
+			return e.k.SetPoolMode("pool", dmtest.PoolReadOnly)
 		}
 		return nil
 	})

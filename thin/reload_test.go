@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/dm"
-	"github.com/thinp/thinp/internal/fakedm"
+	"github.com/thinp/thinp/dm/dmtest"
 	"github.com/thinp/thinp/ioctl"
 )
 
@@ -150,7 +150,7 @@ func TestGrowMetadata(t *testing.T) {
 		t.Errorf("mode %v after delete", st.Mode)
 	}
 	// Out of metadata space: growing the device brings the pool back.
-	ok(t, e.k.SetPoolMode("pool", fakedm.PoolOutOfMetadataSpace))
+	ok(t, e.k.SetPoolMode("pool", dmtest.PoolOutOfMetadataSpace))
 	is(t, p.CreateThin(e.ctx, 2), ErrPoolReadOnly)
 	e.host.resize(t, metaDev, 128*2048)
 	_, err := p.GrowMetadata(e.ctx)

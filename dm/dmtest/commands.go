@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"strings"
@@ -46,8 +46,8 @@ func (k *Kernel) removeAll(p *param, _ int) (int, error) {
 
 // listDevices is list_devices().
 func (k *Kernel) listDevices(p *param, paramSize int) (int, error) {
-	extended := k.version.AtLeast(ioctl.V4_37) // event_nr and flags after the name
-	filtered := k.version.AtLeast(ioctl.V4_45) // prefix filters, uuids
+	extended := k.version.Has(ioctl.FeatureNameListEventNr) // event_nr and flags after the name
+	filtered := k.version.Has(ioctl.FeatureNameListUUID)    // prefix filters, uuids
 	withUUID := filtered && p.has(ioctl.FlagUUID)
 	pfxName := cstr(p.b[offName : offName+ioctl.NameLen])
 	pfxUUID := cstr(p.b[offUUID : offUUID+ioctl.UUIDLen])

@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"strconv"

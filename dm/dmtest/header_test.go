@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"bytes"
@@ -86,9 +86,9 @@ func TestNotTTY(t *testing.T) {
 	old := newFixture(t, WithVersion(ioctl.Version{4, 35, 0}))
 	_, _, err = old.do(&ioctl.Request{Cmd: ioctl.CmdDevArmPoll})
 	wantErrno(t, "ARM_POLL on 4.35", err, unix.EINVAL)
-	_, _, err = old.do(&ioctl.Request{Cmd: ioctl.CmdDevArmPoll, Header: ioctl.Header{Version: ioctl.V4_0}})
+	_, _, err = old.do(&ioctl.Request{Cmd: ioctl.CmdDevArmPoll, Header: ioctl.Header{Version: ioctl.Version{4, 0, 0}}})
 	wantErrno(t, "ARM_POLL 4.0.0 on 4.35", err, unix.ENOTTY)
-	_, _, err = old.do(&ioctl.Request{Cmd: ioctl.CmdGetTargetVersion, Header: ioctl.Header{Name: "linear", Version: ioctl.V4_0}})
+	_, _, err = old.do(&ioctl.Request{Cmd: ioctl.CmdGetTargetVersion, Header: ioctl.Header{Name: "linear", Version: ioctl.Version{4, 0, 0}}})
 	wantErrno(t, "GET_TARGET_VERSION 4.0.0 on 4.35", err, unix.ENOTTY)
 }
 

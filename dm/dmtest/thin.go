@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"fmt"
@@ -864,7 +864,7 @@ func (k *Kernel) poolNamed(name string) (*pool, error) {
 	}
 	pl := k.poolByMD(d)
 	if pl == nil {
-		return nil, fmt.Errorf("fakedm: %s is not a thin pool: %w", name, unix.EINVAL)
+		return nil, fmt.Errorf("dmtest: %s is not a thin pool: %w", name, unix.EINVAL)
 	}
 	return pl, nil
 }
@@ -888,7 +888,7 @@ func (k *Kernel) ProvisionBlocks(poolName string, thinID uint32, n uint64) error
 		return err
 	}
 	if pl.ti == nil {
-		return fmt.Errorf("fakedm: pool %s is not active: %w", poolName, unix.ENXIO)
+		return fmt.Errorf("dmtest: pool %s is not active: %w", poolName, unix.ENXIO)
 	}
 	m := pl.meta
 	td := m.thins[thinID]
@@ -946,7 +946,7 @@ func (m *poolMetadata) allocData() uint64 {
 			return b
 		}
 	}
-	panic("fakedm: no free data block")
+	panic("dmtest: no free data block")
 }
 
 // DiscardBlocks discards the n highest mapped blocks of thin device thinID,
@@ -962,7 +962,7 @@ func (k *Kernel) DiscardBlocks(poolName string, thinID uint32, n uint64) error {
 		return err
 	}
 	if pl.ti == nil {
-		return fmt.Errorf("fakedm: pool %s is not active: %w", poolName, unix.ENXIO)
+		return fmt.Errorf("dmtest: pool %s is not active: %w", poolName, unix.ENXIO)
 	}
 	if !pl.pf.discard {
 		return unix.EOPNOTSUPP
@@ -1008,7 +1008,7 @@ func (k *Kernel) SetPoolMode(poolName string, mode PoolMode) error {
 		return err
 	}
 	if pl.ti == nil {
-		return fmt.Errorf("fakedm: pool %s is not active: %w", poolName, unix.ENXIO)
+		return fmt.Errorf("dmtest: pool %s is not active: %w", poolName, unix.ENXIO)
 	}
 	k.setPoolMode(pl, mode)
 	return nil

@@ -1,10 +1,11 @@
-package fakedm
+package dmtest
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -572,7 +573,7 @@ func TestTableDeps(t *testing.T) {
 	// Growth: a table over 2100 distinct devices.
 	var specs []ioctl.TargetSpec
 	for i := uint32(0); i < 2100; i++ {
-		f.k.AddBlockDevice(8, i, 8)
+		f.k.AddBlockDevice(ioctl.Dev{Major: 8, Minor: i}, 8)
 		specs = append(specs, linear(uint64(i)*8, 8, fmt.Sprintf("8:%d 0", i)))
 	}
 	f.create("wide")
@@ -653,9 +654,18 @@ func TestListDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := hdr(t, b)
-	wantPayload := ioctl.AppendNameList(nil, DefaultVersion, es2(f, true))
-	if h.DataSize != uint32(need) || !bytes.Equal(b[312:], wantPayload) {
-		t.Errorf("payload %+v\n got %x\nwant %x", h, b[312:], wantPayload)
+	// The size pins the layout (names and uuids 8-byte aligned); the
+	// ioctl package's reader, pinned by its golden bytes, reads it back.
+	if h.DataSize != uint32(need) {
+		t.Errorf("payload %+v: data_size %d, want %d", h, h.DataSize, need)
+	}
+	var gotEntries []ioctl.NameEntry
+	nr := ioctl.NewNameListReader(b[312:], DefaultVersion)
+	for nr.Next() {
+		gotEntries = append(gotEntries, nr.Entry())
+	}
+	if err := nr.Err(); err != nil || !reflect.DeepEqual(gotEntries, es2(f, true)) {
+		t.Errorf("name list: %v\n got %+v\nwant %+v", err, gotEntries, es2(f, true))
 	}
 	b = rawBuf(t, lr, need-1)
 	f.k.Ioctl(lr.Cmd.Request(), b)
@@ -686,7 +696,7 @@ func TestListDevices(t *testing.T) {
 func es2(f *fixture, uuids bool) []ioctl.NameEntry {
 	var es []ioctl.NameEntry
 	for _, d := range f.k.Devices() {
-		e := ioctl.NameEntry{Dev: ioctl.Dev{Major: d.Major, Minor: d.Minor}.Encode(), Name: d.Name, EventNr: d.EventNr}
+		e := ioctl.NameEntry{Dev: ioctl.Dev{Major: d.Major, Minor: d.Minor}.Encode(), Name: d.Name, EventNr: d.EventNr, HasEventNr: true}
 		if uuids {
 			e.Flags = ioctl.NameListNoUUID
 			if d.UUID != "" {
@@ -739,8 +749,13 @@ func TestListVersions(t *testing.T) {
 	// Bytes the kernel does not write keep the caller's.
 	b = rawBuf(t, lr, want)
 	f.k.Ioctl(lr.Cmd.Request(), b)
-	if got := ioctl.AppendVersions(nil, DefaultTargets); !bytes.Equal(maskA5(b[312:312+len(got)]), got) {
-		t.Errorf("layout\n got %x\nwant %x", b[312:312+len(got)], got)
+	var gotVersions []ioctl.TargetVersion
+	vr := ioctl.NewVersionReader(maskA5(b[312:h.DataSize]))
+	for vr.Next() {
+		gotVersions = append(gotVersions, vr.Entry())
+	}
+	if err := vr.Err(); err != nil || !reflect.DeepEqual(gotVersions, DefaultTargets) {
+		t.Errorf("versions: %v\n got %+v\nwant %+v", err, gotVersions, DefaultTargets)
 	}
 
 	h, b = f.mustDo(named(ioctl.CmdGetTargetVersion, "thin-pool"))

@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"encoding/binary"
@@ -431,16 +431,16 @@ func (k *Kernel) deviceEvent(d *device) {
 	k.issueGlobalEvent()
 }
 
-// AddBlockDevice makes major:minor a block device of the given size that
+// AddBlockDevice makes dev a block device of the given size that
 // tables may reference, like a loop device. Re-adding a device replaces it
 // with a fresh, zeroed one (pool metadata on it is gone).
-func (k *Kernel) AddBlockDevice(major, minor uint32, sectors uint64) error {
+func (k *Kernel) AddBlockDevice(dev ioctl.Dev, sectors uint64) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if major == k.major {
-		return errors.New("fakedm: the dm major is reserved for dm devices")
+	if dev.Major == k.major {
+		return errors.New("dmtest: the dm major is reserved for dm devices")
 	}
-	key := devKey{major, minor}
+	key := devKey{dev.Major, dev.Minor}
 	k.blockDevs[key] = &blockDev{sectors: sectors}
 	for sk := range k.metadata {
 		if sk.dev == key {
@@ -453,10 +453,10 @@ func (k *Kernel) AddBlockDevice(major, minor uint32, sectors uint64) error {
 // ResizeBlockDevice changes the size of a block device added with
 // AddBlockDevice, as growing a loop file and LOOP_SET_CAPACITY does. Its
 // contents are kept.
-func (k *Kernel) ResizeBlockDevice(major, minor uint32, sectors uint64) error {
+func (k *Kernel) ResizeBlockDevice(dev ioctl.Dev, sectors uint64) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	bd := k.blockDevs[devKey{major, minor}]
+	bd := k.blockDevs[devKey{dev.Major, dev.Minor}]
 	if bd == nil {
 		return unix.ENXIO
 	}
@@ -467,10 +467,10 @@ func (k *Kernel) ResizeBlockDevice(major, minor uint32, sectors uint64) error {
 // WipeMetadata zeroes the first 4 KiB of a device, which is how a thin-pool
 // metadata device is prepared: the next pool built on it formats fresh
 // metadata. It is EBUSY while a pool uses the device.
-func (k *Kernel) WipeMetadata(major, minor uint32) error {
+func (k *Kernel) WipeMetadata(dev ioctl.Dev) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	sk := k.resolveStore(devKey{major, minor})
+	sk := k.resolveStore(devKey{dev.Major, dev.Minor})
 	m := k.metadata[sk]
 	for _, pl := range k.pools {
 		if m != nil && pl.meta == m {

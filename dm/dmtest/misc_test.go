@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"testing"
@@ -26,10 +26,10 @@ func TestOptions(t *testing.T) {
 	}
 	f.create("z")
 	wantErrno(t, "unregistered zero", f.load("z", ioctl.TargetSpec{Length: 8, Type: "zero"}), 22)
-	if err := f.k.AddBlockDevice(254, 9, 8); err == nil {
+	if err := f.k.AddBlockDevice(ioctl.Dev{Major: 254, Minor: 9}, 8); err == nil {
 		t.Error("AddBlockDevice on the dm major")
 	}
-	if err := f.k.ResizeBlockDevice(7, 99, 8); errnoOf(err) != 6 {
+	if err := f.k.ResizeBlockDevice(ioctl.Dev{Major: 7, Minor: 99}, 8); errnoOf(err) != 6 {
 		t.Errorf("resize missing: %v", err)
 	}
 }

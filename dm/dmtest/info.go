@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"sort"
@@ -169,14 +169,14 @@ func (k *Kernel) Pool(name string) (PoolInfo, bool) {
 	return pi, true
 }
 
-// Metadata returns the pool metadata kept on the device major:minor (seen
+// Metadata returns the pool metadata kept on the device dev (seen
 // through linear dm devices), whether or not a pool uses it now; false if
 // the device holds none (never formatted, or wiped). The in-core fields
 // (Mode and after) are zero.
-func (k *Kernel) Metadata(major, minor uint32) (PoolInfo, bool) {
+func (k *Kernel) Metadata(dev ioctl.Dev) (PoolInfo, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	m := k.metadata[k.resolveStore(devKey{major, minor})]
+	m := k.metadata[k.resolveStore(devKey{dev.Major, dev.Minor})]
 	if m == nil {
 		return PoolInfo{}, false
 	}

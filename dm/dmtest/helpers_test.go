@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 		minor   uint32
 		sectors uint64
 	}{{0, metaSectors}, {1, dataSectors}, {2, spareSectors}} {
-		if err := k.AddBlockDevice(7, bd.minor, bd.sectors); err != nil {
+		if err := k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: bd.minor}, bd.sectors); err != nil {
 			t.Fatal(err)
 		}
 	}

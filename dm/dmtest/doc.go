@@ -1,6 +1,20 @@
-// Package fakedm is an in-memory model of the Linux device-mapper control
-// device (/dev/mapper/control) that stands behind [ioctl.Transport], so that
-// packages dm and thin can be tested without root.
+// Package dmtest is a fake Linux kernel for tests: an in-memory model of the
+// device-mapper control device (/dev/mapper/control) that stands behind
+// [ioctl.Transport], so that code built on packages dm and thin — this
+// module's and yours — is unit-tested without root, without a kernel that
+// has device-mapper, and with faults no real kernel produces on demand.
+//
+// # Use
+//
+// [New] makes a kernel; [Kernel.AddBlockDevice] gives it block devices to
+// build tables on (loop devices, disks); [NewControl] opens a *dm.Control
+// on it, which package thin and your code use as they would use the real
+// one. [Kernel.FailNext] makes the next ioctl of a kind fail with an errno,
+// [Kernel.SetBeforeIoctl] runs code before each ioctl (to fail one, or to
+// change the world between two), [Kernel.SetMessageHook] answers target
+// messages, and [Kernel.Calls] is the log of every ioctl that reached the
+// fake, to assert what was sent (or that nothing was). [Kernel.Devices],
+// [Kernel.Pool] and [Kernel.Metadata] show the kernel's state.
 //
 // The model is byte-level. A request buffer is read the way
 // drivers/md/dm-ioctl.c reads it (check_version, copy_params,
@@ -69,4 +83,4 @@
 // DM_BUFFER_FULL_FLAG when the last string fits but the 8-byte alignment
 // after it does not; DM_LIST_VERSIONS reports 7 bytes of slack per entry in
 // data_size; a failed first pool load has already formatted the metadata.
-package fakedm
+package dmtest

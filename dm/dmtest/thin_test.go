@@ -1,4 +1,4 @@
-package fakedm
+package dmtest
 
 import (
 	"fmt"
@@ -258,7 +258,7 @@ func TestThin(t *testing.T) {
 func TestPoolTableValidation(t *testing.T) {
 	f := newFixture(t)
 	f.create("pool")
-	f.k.AddBlockDevice(7, 3, 32) // 16 KiB
+	f.k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 3}, 32) // 16 KiB
 	for _, tc := range []struct {
 		params string
 		want   unix.Errno
@@ -295,16 +295,16 @@ func TestPoolTableValidation(t *testing.T) {
 		t.Error("failed loads left a pool object")
 	}
 	// The constructor ran before the size check: the metadata is formatted.
-	if pi, ok := f.k.Metadata(7, 0); !ok || pi.BlockSize != 128 {
+	if pi, ok := f.k.Metadata(ioctl.Dev{Major: 7, Minor: 0}); !ok || pi.BlockSize != 128 {
 		t.Errorf("metadata after a failed first load: %+v %v", pi, ok)
 	}
-	f.k.WipeMetadata(7, 0)
+	f.k.WipeMetadata(ioctl.Dev{Major: 7, Minor: 0})
 	f.mustLoad("pool", ioctl.TargetSpec{Length: poolLen, Type: "thin-pool", Params: "7:0 7:1 2097152 0"})
 	// A different block size on the same metadata is refused once the
 	// metadata exists.
 	f.create("pool2")
-	f.k.WipeMetadata(7, 0) // busy: the pool object holds it
-	wantErrno(t, "wipe busy", f.k.WipeMetadata(7, 0), unix.EBUSY)
+	f.k.WipeMetadata(ioctl.Dev{Major: 7, Minor: 0}) // busy: the pool object holds it
+	wantErrno(t, "wipe busy", f.k.WipeMetadata(ioctl.Dev{Major: 7, Minor: 0}), unix.EBUSY)
 	f.mustDo(named(ioctl.CmdTableClear, "pool"))
 	wantErrno(t, "block size change", f.load("pool2",
 		ioctl.TargetSpec{Length: poolLen, Type: "thin-pool", Params: "7:0 7:1 128 0"}), unix.EINVAL)
@@ -317,7 +317,7 @@ func TestPoolTableValidation(t *testing.T) {
 	// Reloading with other devices: the pool is found by its metadata
 	// device first ("data device already in use by a pool"), then by the
 	// pool device ("different pool cannot replace a pool").
-	f.k.AddBlockDevice(7, 4, dataSectors)
+	f.k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 4}, dataSectors)
 	wantErrno(t, "other data device", f.load("live",
 		ioctl.TargetSpec{Length: poolLen, Type: "thin-pool", Params: "7:0 7:4 2097152 0"}), unix.EBUSY)
 	wantErrno(t, "other metadata device", f.load("live",
@@ -369,13 +369,13 @@ func TestPoolResize(t *testing.T) {
 
 	// Grow the metadata device and resume: the space map grows.
 	f.suspend("pool")
-	f.k.ResizeBlockDevice(7, 0, 3*metaSectors)
+	f.k.ResizeBlockDevice(ioctl.Dev{Major: 7, Minor: 0}, 3*metaSectors)
 	f.mustResume("pool")
 	if got := f.line("pool", 0); got != "0 318/3072 0/32768 - rw discard_passdown queue_if_no_space - 768 " {
 		t.Errorf("after metadata grow: %q", got)
 	}
 	// Shrinking it is refused at resume.
-	f.k.ResizeBlockDevice(7, 0, metaSectors)
+	f.k.ResizeBlockDevice(ioctl.Dev{Major: 7, Minor: 0}, metaSectors)
 	f.suspend("pool")
 	wantErrno(t, "metadata shrink", f.resume("pool"), unix.EINVAL)
 }
@@ -534,7 +534,7 @@ func TestMetadataPersists(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if pi, ok := f.k.Metadata(7, 0); !ok || pi.TransactionID != 7 || len(pi.Thins) != 1 || pi.Thins[0].MappedBlocks != 2 {
+	if pi, ok := f.k.Metadata(ioctl.Dev{Major: 7, Minor: 0}); !ok || pi.TransactionID != 7 || len(pi.Thins) != 1 || pi.Thins[0].MappedBlocks != 2 {
 		t.Errorf("metadata on 7:0: %+v", pi)
 	}
 	f.activate("meta", linear(0, metaSectors, "7:0 0"))
@@ -545,7 +545,7 @@ func TestMetadataPersists(t *testing.T) {
 	if err := f.remove("pool"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.k.WipeMetadata(253, 0); err != nil {
+	if err := f.k.WipeMetadata(ioctl.Dev{Major: 253, Minor: 0}); err != nil {
 		t.Fatal(err)
 	}
 	f.activate("pool2", poolSpec)
@@ -581,7 +581,7 @@ func TestSnapshotsShareBlocks(t *testing.T) {
 
 func TestMetadataSpace(t *testing.T) {
 	f := newFixture(t)
-	f.k.AddBlockDevice(7, 3, 200*8) // 200 blocks: 20 reserved, threshold 50
+	f.k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 3}, 200*8) // 200 blocks: 20 reserved, threshold 50
 	f.activate("pool", ioctl.TargetSpec{Length: poolLen, Type: "thin-pool", Params: "7:3 7:1 128 0"})
 	ev := f.info("pool").EventNr
 	// Actual free drops to the threshold (50) after 140 thins.
@@ -606,7 +606,7 @@ func TestMetadataSpace(t *testing.T) {
 	wantErrno(t, "full", f.msg("pool", "create_thin 999"), unix.EOPNOTSUPP)
 	// Growing the metadata device brings it back.
 	f.suspend("pool")
-	f.k.ResizeBlockDevice(7, 3, 400*8)
+	f.k.ResizeBlockDevice(ioctl.Dev{Major: 7, Minor: 3}, 400*8)
 	f.mustResume("pool")
 	if pi := poolInfo(t, f, "pool"); pi.Mode != PoolWrite || pi.MetadataBlocks != 400 {
 		t.Errorf("after grow: %+v", pi)
@@ -615,7 +615,7 @@ func TestMetadataSpace(t *testing.T) {
 
 	// Provisioning with no metadata left aborts: needs_check, read-only.
 	g := newFixture(t)
-	g.k.AddBlockDevice(7, 3, 40*8) // 40 blocks, 4 reserved
+	g.k.AddBlockDevice(ioctl.Dev{Major: 7, Minor: 3}, 40*8) // 40 blocks, 4 reserved
 	g.activate("pool", ioctl.TargetSpec{Length: poolLen, Type: "thin-pool", Params: "7:3 7:1 128 0"})
 	g.mustMsg("pool", "create_thin 0")
 	err := g.k.ProvisionBlocks("pool", 0, 126*40)
