@@ -20,8 +20,6 @@ type Sectors uint64
 // Bytes is s in bytes.
 func (s Sectors) Bytes() uint64 { return uint64(s) * SectorSize }
 
-// SectorsOf converts a byte count to sectors, rounding down.
-func SectorsOf(bytes uint64) Sectors { return Sectors(bytes / SectorSize) }
 
 // Dev is a block device number, major:minor. It is ioctl.Dev, the one
 // device-number type of the module, which package loop and package udev use

@@ -72,8 +72,9 @@ type udevWait interface {
 	abort()
 }
 
-// UdevSync reports whether this Control waits for udev.
-func (c *Control) UdevSync() bool { return c.udev != nil }
+// DevDir is where this Control's devices have their nodes (see
+// WithDevDir): /dev/mapper/<name> and /dev/dm-<minor> under it.
+func (c *Control) DevDir() string { return c.cfg.devDir }
 
 // managesNodes reports whether this Control creates and removes
 // /dev/mapper nodes itself.

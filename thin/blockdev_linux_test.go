@@ -175,7 +175,11 @@ func TestPoolOptions(t *testing.T) {
 	writeFile(t, dir+"/sys/dev/block/7:1/size", "262144\n")
 	writeFile(t, dir+"/meta.img", "")
 	// The real sysfs reader, pointed at a fake sysfs.
-	p, err := CreatePool(e.ctx, e.ctl, "pool", e.spec(), WithSysDir(dir+"/sys"), WithDevDir(dir+"/dev"))
+	// Device nodes are where the Control puts them.
+	ctl, err := dm.Open(dm.WithTransport(e.k), dm.WithRemoveRetry(0), dm.WithUdev(dm.UdevNone), dm.WithDevDir(dir+"/dev"))
+	ok(t, err)
+	defer ctl.Close()
+	p, err := CreatePool(e.ctx, ctl, "pool", e.spec(), WithSysDir(dir+"/sys"))
 	ok(t, err)
 	if spec, _ := p.Spec(e.ctx); spec.Length != 262144 {
 		t.Errorf("length from sysfs %d", spec.Length)

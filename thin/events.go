@@ -8,24 +8,17 @@ import (
 	"github.com/thinp/thinp/dm"
 )
 
-// Event is one device-mapper event of a pool: the event counter after it,
-// the device's info, and the pool status the kernel returned with it.
+// Event is one device-mapper event of a pool: the pool device's info
+// after it (Info.EventNr is the event counter to wait on next), and the
+// pool status the kernel returned with it.
 type Event struct {
-	EventNr uint32
-	Info    dm.Info
-	Status  PoolStatus
+	Info   dm.Info
+	Status PoolStatus
 }
 
-// EventNr reads the pool's current event counter, to start waiting from.
-func (p *Pool) EventNr(ctx context.Context) (uint32, error) {
-	info, err := p.ctl.Info(ctx, p.ref())
-	if err != nil {
-		return 0, newError("event counter", p.name, nil, err)
-	}
-	return info.EventNr, nil
-}
-
-// WaitEvent waits until the pool's event counter differs from last and
+// WaitEvent waits until the pool's event counter differs from last (0 to
+// start: the counter of a device that has had an event, or Info.EventNr of
+// the pool device read with dm.Control.Info) and
 // returns the event with the pool's status (read without committing the
 // metadata). The kernel raises pool events when free data space falls to
 // the low water mark (once per resume), when free metadata space falls to
@@ -42,7 +35,7 @@ func (p *Pool) WaitEvent(ctx context.Context, last uint32) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{EventNr: ev.Info.EventNr, Info: ev.Info, Status: st}, nil
+	return Event{Info: ev.Info, Status: st}, nil
 }
 
 // WatchEvent is what a Watcher reports: an event, with what it means for
@@ -86,9 +79,9 @@ type Watcher struct {
 // be read.
 func (p *Pool) Watch(ctx context.Context) (*Watcher, error) {
 	const op = "watch"
-	nr, err := p.EventNr(ctx)
+	info, err := p.ctl.Info(ctx, p.ref())
 	if err != nil {
-		return nil, err
+		return nil, newError(op, p.name, nil, err)
 	}
 	spec, err := p.spec(ctx, op)
 	if err != nil {
@@ -101,7 +94,7 @@ func (p *Pool) Watch(ctx context.Context) (*Watcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := make(chan WatchEvent)
 	w := &Watcher{C: c, cancel: cancel, done: make(chan struct{})}
-	first := report(Event{EventNr: nr, Status: st}, spec, st.Mode)
+	first := report(Event{Info: info, Status: st}, spec, st.Mode)
 	first.Initial, first.ModeChanged = true, false
 	go w.run(ctx, p, c, first)
 	return w, nil
@@ -127,7 +120,7 @@ func (w *Watcher) run(ctx context.Context, p *Pool, c chan<- WatchEvent, we Watc
 		case <-ctx.Done():
 			return
 		}
-		ev, err := p.WaitEvent(ctx, we.EventNr)
+		ev, err := p.WaitEvent(ctx, we.Info.EventNr)
 		if err == nil {
 			var spec PoolSpec
 			spec, err = p.spec(ctx, "watch")

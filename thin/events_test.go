@@ -14,7 +14,8 @@ func TestWaitEvent(t *testing.T) {
 	e := newEnv(t)
 	p := e.pool(func(s *PoolSpec) { s.LowWaterMark = 16384 - 10 })
 	ok(t, p.CreateThin(e.ctx, 1))
-	nr, err := p.EventNr(e.ctx)
+	info, err := e.ctl.Info(e.ctx, dm.Name("pool"))
+	nr := info.EventNr
 	ok(t, err)
 
 	// Nothing happens: the wait ends with its context.
@@ -36,7 +37,7 @@ func TestWaitEvent(t *testing.T) {
 	ev, err := p.WaitEvent(e.ctx, nr)
 	ok(t, err)
 	<-done
-	if ev.EventNr == nr || ev.Info.Name != "pool" {
+	if ev.Info.EventNr == nr || ev.Info.Name != "pool" {
 		t.Errorf("event %+v", ev)
 	}
 	// Free space is at or below the mark once the kernel raised it.

@@ -50,8 +50,8 @@ type poolConfig struct {
 	host     hostDevs // nil: sysHost{sysDir, devDir}
 }
 
-func newPoolConfig(opts []PoolOption) poolConfig {
-	c := poolConfig{sysDir: "/sys", devDir: "/dev"}
+func newPoolConfig(ctl *dm.Control, opts []PoolOption) poolConfig {
+	c := poolConfig{sysDir: "/sys", devDir: ctl.DevDir()}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -86,10 +86,6 @@ func WithMetadataPath(path string) PoolOption { return func(c *poolConfig) { c.m
 // device sizes there.
 func WithSysDir(dir string) PoolOption { return func(c *poolConfig) { c.sysDir = dir } }
 
-// WithDevDir sets where device nodes live (default /dev), for
-// FormatMetadata and Volume paths.
-func WithDevDir(dir string) PoolOption { return func(c *poolConfig) { c.devDir = dir } }
-
 // CreatePool creates the pool device name with spec's table and returns it
 // ready for use. The metadata and data devices may be any block devices.
 //
@@ -104,7 +100,7 @@ func WithDevDir(dir string) PoolOption { return func(c *poolConfig) { c.devDir =
 // second with EBUSY, reported as ErrInUse.
 func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec, opts ...PoolOption) (*Pool, error) {
 	op := "create pool"
-	cfg := newPoolConfig(opts)
+	cfg := newPoolConfig(ctl, opts)
 	if err := checkName(name, cfg.uuid); err != nil {
 		return nil, invalidFrom(op, name, err)
 	}
@@ -156,7 +152,7 @@ func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec
 // is not a single thin-pool target is refused with ErrNotPool.
 func OpenPool(ctx context.Context, ctl *dm.Control, name string, opts ...PoolOption) (*Pool, error) {
 	const op = "open pool"
-	cfg := newPoolConfig(opts)
+	cfg := newPoolConfig(ctl, opts)
 	info, err := ctl.Info(ctx, dm.Name(name))
 	if err != nil {
 		return nil, newError(op, name, nil, err)

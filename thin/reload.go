@@ -8,10 +8,14 @@ import (
 	"github.com/thinp/thinp/dm"
 )
 
-// Reconfigure replaces the pool's table with spec (load, then resume):
-// the data size (Length; zero keeps the current one), the low water mark
-// and the features the kernel lets a live pool change (skip_block_zeroing,
-// no_discard_passdown, read_only, error_if_no_space).
+// Reconfigure changes the pool's table (load, then resume): change edits a
+// copy of the live spec, read under the pool's lock, so concurrent changes
+// do not undo each other. A live pool can change its data size (Length;
+// zero keeps the current one; Resize is the short form), its low water
+// mark and the features skip_block_zeroing, no_discard_passdown,
+// read_only and error_if_no_space:
+//
+//	err := pool.Reconfigure(ctx, func(s *thin.PoolSpec) { s.ErrorIfNoSpace = true })
 //
 // Refused before anything is loaded: an invalid spec; another metadata or
 // data device, another block size, or another ignore_discard setting
@@ -24,12 +28,17 @@ import (
 // is loaded and resumed again (dm.Control.Reload), so the pool keeps
 // running as before and is never left suspended by us; the error is the
 // kernel's.
-func (p *Pool) Reconfigure(ctx context.Context, spec PoolSpec) error {
+func (p *Pool) Reconfigure(ctx context.Context, change func(*PoolSpec)) error {
+	if change == nil {
+		return invalid("reload", p.name, nil, "change", "nil")
+	}
 	return p.reconfigure(ctx, "reload", func(cur PoolSpec) (PoolSpec, error) {
-		if spec.Length == 0 {
-			spec.Length = cur.Length
+		next := cur
+		change(&next)
+		if next.Length == 0 {
+			next.Length = cur.Length
 		}
-		return spec, nil
+		return next, nil
 	})
 }
 
@@ -121,45 +130,4 @@ func (p *Pool) GrowMetadata(ctx context.Context) (MetaBlocks, error) {
 		return 0, err
 	}
 	return st.TotalMeta, nil
-}
-
-// SetLowWaterMark changes the low water mark (a reload); it must stay below
-// the pool's size in blocks.
-func (p *Pool) SetLowWaterMark(ctx context.Context, lwm DataBlocks) error {
-	return p.reconfigure(ctx, "set low water mark", func(cur PoolSpec) (PoolSpec, error) {
-		cur.LowWaterMark = lwm
-		return cur, nil
-	})
-}
-
-// SetErrorIfNoSpace switches between failing writes at once when out of
-// data space (true) and queueing them (false), with a reload.
-func (p *Pool) SetErrorIfNoSpace(ctx context.Context, on bool) error {
-	return p.setFeature(ctx, "error_if_no_space", func(s *PoolSpec) { s.ErrorIfNoSpace = on })
-}
-
-// SetSkipBlockZeroing switches the zeroing of newly provisioned blocks off
-// (true) or on (false), with a reload.
-func (p *Pool) SetSkipBlockZeroing(ctx context.Context, on bool) error {
-	return p.setFeature(ctx, "skip_block_zeroing", func(s *PoolSpec) { s.SkipBlockZeroing = on })
-}
-
-// SetDiscardPassdown switches passing discards down to the data device on
-// or off, with a reload. Discard support itself (ignore_discard) cannot
-// change on a live pool.
-func (p *Pool) SetDiscardPassdown(ctx context.Context, on bool) error {
-	return p.setFeature(ctx, "no_discard_passdown", func(s *PoolSpec) { s.NoDiscardPassdown = !on })
-}
-
-// SetReadOnly switches the pool's read_only feature, with a reload. A pool
-// whose metadata needs checking stays read-only whatever the feature says.
-func (p *Pool) SetReadOnly(ctx context.Context, on bool) error {
-	return p.setFeature(ctx, "read_only", func(s *PoolSpec) { s.ReadOnly = on })
-}
-
-func (p *Pool) setFeature(ctx context.Context, name string, set func(*PoolSpec)) error {
-	return p.reconfigure(ctx, "set "+name, func(cur PoolSpec) (PoolSpec, error) {
-		set(&cur)
-		return cur, nil
-	})
 }

@@ -41,21 +41,21 @@ func TestResizeRefusals(t *testing.T) {
 	for name, fn := range map[string]func() error{
 		"shrink":                func() error { return p.Resize(e.ctx, dataSectors/4) },
 		"past the data device":  func() error { return p.Resize(e.ctx, dataSectors+128) },
-		"lwm past the new size": func() error { return p.SetLowWaterMark(e.ctx, 8192) },
+		"lwm past the new size": func() error { return p.Reconfigure(e.ctx, lwm(8192)) },
 		"ignore_discard toggled": func() error {
-			return p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.IgnoreDiscard = true; return s }())
+			return p.Reconfigure(e.ctx, func(s *PoolSpec) { s.IgnoreDiscard = true })
 		},
 		"block size changed": func() error {
-			return p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.BlockSize = 256; return s }())
+			return p.Reconfigure(e.ctx, func(s *PoolSpec) { s.BlockSize = 256 })
 		},
 		"data device changed": func() error {
-			return p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.Data = origDev; return s }())
+			return p.Reconfigure(e.ctx, func(s *PoolSpec) { s.Data = origDev })
 		},
 		"metadata changed": func() error {
-			return p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.Metadata = origDev; return s }())
+			return p.Reconfigure(e.ctx, func(s *PoolSpec) { s.Metadata = origDev })
 		},
 		"invalid spec": func() error {
-			return p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.BlockSize = 192; return s }())
+			return p.Reconfigure(e.ctx, func(s *PoolSpec) { s.BlockSize = 192 })
 		},
 	} {
 		e.reset()
@@ -69,8 +69,8 @@ func TestResizeRefusals(t *testing.T) {
 		}
 	}
 	is(t, p.Resize(e.ctx, dataSectors/4), ErrShrink)
-	is(t, p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.IgnoreDiscard = true; return s }()), ErrImmutable)
-	is(t, p.Reconfigure(e.ctx, func() PoolSpec { s := e.spec(); s.BlockSize = 256; return s }()), ErrImmutable)
+	is(t, p.Reconfigure(e.ctx, func(s *PoolSpec) { s.IgnoreDiscard = true }), ErrImmutable)
+	is(t, p.Reconfigure(e.ctx, func(s *PoolSpec) { s.BlockSize = 256 }), ErrImmutable)
 
 	// A pool whose metadata needs checking does not grow.
 	ok(t, e.k.SetNeedsCheck("pool", true))
@@ -162,39 +162,42 @@ func TestFeatureChanges(t *testing.T) {
 	e := newEnv(t)
 	p := e.pool()
 	ctx := e.ctx
-	ok(t, p.SetErrorIfNoSpace(ctx, true))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.ErrorIfNoSpace = true }))
 	if st := e.status(p); st.NoSpace != ErrorIfNoSpace {
 		t.Errorf("no-space policy %v", st.NoSpace)
 	}
-	ok(t, p.SetErrorIfNoSpace(ctx, false))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.ErrorIfNoSpace = false }))
 	if st := e.status(p); st.NoSpace != QueueIfNoSpace {
 		t.Errorf("no-space policy %v", st.NoSpace)
 	}
-	ok(t, p.SetDiscardPassdown(ctx, false))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.NoDiscardPassdown = !false }))
 	if st := e.status(p); st.Discard != DiscardNoPassdown {
 		t.Errorf("discard %v", st.Discard)
 	}
-	ok(t, p.SetSkipBlockZeroing(ctx, true))
-	ok(t, p.SetLowWaterMark(ctx, 1000))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.SkipBlockZeroing = true }))
+	ok(t, p.Reconfigure(ctx, lwm(1000)))
 	spec, err := p.Spec(ctx)
 	ok(t, err)
 	if !spec.SkipBlockZeroing || !spec.NoDiscardPassdown || spec.LowWaterMark != 1000 || spec.ErrorIfNoSpace {
 		t.Errorf("spec %+v", spec)
 	}
-	ok(t, p.SetReadOnly(ctx, true))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.ReadOnly = true }))
 	if st := e.status(p); st.Mode != ModeReadOnly {
 		t.Errorf("mode %v", st.Mode)
 	}
 	is(t, p.CreateThin(ctx, 1), ErrPoolReadOnly)
-	ok(t, p.SetReadOnly(ctx, false))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.ReadOnly = false }))
 	if st := e.status(p); st.Mode != ModeReadWrite {
 		t.Errorf("mode %v", st.Mode)
 	}
 	// Reconfigure with a zero Length keeps the size.
-	s := spec
-	s.Length, s.ErrorIfNoSpace = 0, true
-	ok(t, p.Reconfigure(ctx, s))
+	ok(t, p.Reconfigure(ctx, func(s *PoolSpec) { s.Length, s.ErrorIfNoSpace = 0, true }))
 	if got, _ := p.Spec(ctx); got.Length != dataSectors || !got.ErrorIfNoSpace {
 		t.Errorf("after Reconfigure %+v", got)
 	}
+}
+
+// lwm sets the low water mark.
+func lwm(blocks DataBlocks) func(*PoolSpec) {
+	return func(s *PoolSpec) { s.LowWaterMark = blocks }
 }

@@ -597,11 +597,11 @@ func TestIntegrationErrnoContract(t *testing.T) {
 		saGone(t, ctl, prefix+"bs192")
 	})
 	t.Run("messages_to_read_only_pool", func(t *testing.T) {
-		if err := tp.SetReadOnly(ctx, true); err != nil {
+		if err := tp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.ReadOnly = true }); err != nil {
 			t.Fatalf("set read_only: %+v", err)
 		}
 		defer func() {
-			if err := tp.SetReadOnly(ctx, false); err != nil {
+			if err := tp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.ReadOnly = false }); err != nil {
 				t.Fatalf("clear read_only: %+v", err)
 			}
 			if st := tp.status(t); st.Mode != thin.ModeReadWrite {
@@ -1229,8 +1229,8 @@ func TestIntegrationBadInputNeverReachesKernel(t *testing.T) {
 		reads(t, "shrink")
 		saRefused(t, "resize past the data device", rp.Resize(ctx, beforeSpec.Length+128), dm.ErrInvalid)
 		reads(t, "resize past the data device")
-		saRefused(t, "low water mark = the pool size", rp.SetLowWaterMark(ctx, before.TotalData), dm.ErrInvalid)
-		saRefused(t, "low water mark past the pool size", rp.SetLowWaterMark(ctx, before.TotalData+1000), dm.ErrInvalid)
+		saRefused(t, "low water mark = the pool size", rp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = before.TotalData }), dm.ErrInvalid)
+		saRefused(t, "low water mark past the pool size", rp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = before.TotalData+1000 }), dm.ErrInvalid)
 		reads(t, "low water mark")
 	})
 

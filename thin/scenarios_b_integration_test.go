@@ -770,7 +770,7 @@ func TestIntegrationDiscard(t *testing.T) {
 		}
 		on := spec
 		on.IgnoreDiscard = false
-		if err := tp.Reconfigure(ctx, on); !errors.Is(err, thin.ErrImmutable) {
+		if err := tp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.IgnoreDiscard = false }); !errors.Is(err, thin.ErrImmutable) {
 			t.Errorf("Reconfigure without ignore_discard: %v, want ErrImmutable", err)
 		}
 		if err := ctl.Load(ctx, dm.Name(tp.Name), on.Table()); !errors.Is(err, unix.EINVAL) {
@@ -794,7 +794,7 @@ func TestIntegrationDiscard(t *testing.T) {
 		}
 		off := spec
 		off.IgnoreDiscard = true
-		if err := tp.Reconfigure(ctx, off); !errors.Is(err, thin.ErrImmutable) {
+		if err := tp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.IgnoreDiscard = true }); !errors.Is(err, thin.ErrImmutable) {
 			t.Errorf("Reconfigure with ignore_discard: %v, want ErrImmutable", err)
 		}
 		if err := ctl.Load(ctx, dm.Name(tp.Name), off.Table()); !errors.Is(err, unix.EINVAL) {

@@ -90,7 +90,7 @@ func (d *daemon) open(ctx context.Context) error {
 			return fmt.Errorf("-threshold %s is %d blocks, not less than the pool's %d: the pool would grow without end", c.threshold.text, want, total)
 		}
 		if thin.DataBlocks(want) != spec.LowWaterMark {
-			if err := pool.SetLowWaterMark(ctx, thin.DataBlocks(want)); err != nil {
+			if err := pool.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = thin.DataBlocks(want) }); err != nil {
 				return err
 			}
 			d.log.Printf("set pool %s's low water mark to %d blocks (was %d), the -threshold %s, so the kernel signals when it is crossed", c.pool, want, spec.LowWaterMark, c.threshold.text)
@@ -190,9 +190,9 @@ func (d *daemon) report(ev thin.WatchEvent) {
 		what = "initial state"
 	}
 	if st.Mode.Working() {
-		d.debugf("%s %d: mode %s, data %d/%d blocks used, %d free, low water mark %d", what, ev.EventNr, st.Mode, st.UsedData, st.TotalData, st.FreeData(), ev.Spec.LowWaterMark)
+		d.debugf("%s %d: mode %s, data %d/%d blocks used, %d free, low water mark %d", what, ev.Info.EventNr, st.Mode, st.UsedData, st.TotalData, st.FreeData(), ev.Spec.LowWaterMark)
 	} else {
-		d.debugf("%s %d: %s", what, ev.EventNr, st.Mode)
+		d.debugf("%s %d: %s", what, ev.Info.EventNr, st.Mode)
 	}
 	if ev.ModeChanged {
 		d.log.Printf("pool %s: mode %s -> %s", d.cfg.pool, ev.PrevMode, st.Mode)
@@ -347,12 +347,8 @@ func (d *daemon) extend(ctx context.Context, st thin.PoolStatus, spec thin.PoolS
 	if lwm == spec.LowWaterMark {
 		err = d.pool.Resize(ctx, length)
 	} else {
-		// One reload for both; the table is read again so that only
-		// these two fields change.
-		var live thin.PoolSpec
-		if live, err = d.pool.Spec(ctx); err == nil {
-			err = d.pool.Reconfigure(ctx, withLength(live, length, lwm))
-		}
+		// One reload for both; only these two fields change.
+		err = d.pool.Reconfigure(ctx, func(s *thin.PoolSpec) { s.Length, s.LowWaterMark = length, lwm })
 	}
 	if err != nil {
 		d.unsuspend(ctx, length, lwm)
@@ -389,7 +385,8 @@ func (d *daemon) unsuspend(ctx context.Context, length dm.Sectors, lwm thin.Data
 	d.log.Printf("warning: pool %s was left suspended by the failed reload; reloading it with %s", d.cfg.pool, size.IEC(length.Bytes()))
 	live, err := d.pool.Spec(ctx)
 	if err == nil {
-		err = d.ctl.Reload(ctx, dm.Name(d.cfg.pool), withLength(live, length, lwm).Table())
+		live.Length, live.LowWaterMark = length, lwm
+		err = d.ctl.Reload(ctx, dm.Name(d.cfg.pool), live.Table())
 	}
 	if info, ierr := d.ctl.Info(ctx, dm.Name(d.cfg.pool)); ierr == nil && info.Suspended {
 		_, err = d.ctl.Resume(ctx, dm.Name(d.cfg.pool))
@@ -397,10 +394,4 @@ func (d *daemon) unsuspend(ctx context.Context, length dm.Sectors, lwm thin.Data
 	if err != nil {
 		d.logErr(fmt.Errorf("resuming pool %s: %w", d.cfg.pool, err))
 	}
-}
-
-// withLength is spec with another length and low water mark.
-func withLength(spec thin.PoolSpec, length dm.Sectors, lwm thin.DataBlocks) thin.PoolSpec {
-	spec.Length, spec.LowWaterMark = length, lwm
-	return spec
 }

@@ -100,7 +100,7 @@ func setup(ctx context.Context, cfg config) (_ *env, err error) {
 		return nil, err
 	}
 	params := fmt.Sprintf("%s %s %d 0", e.meta.Dev(), e.data.Dev(), poolBlockSize)
-	info, err := e.ctl.Create(ctx, e.pool, dm.Table{{Length: dm.SectorsOf(uint64(cfg.DataSize)), Type: "thin-pool", Params: params}})
+	info, err := e.ctl.Create(ctx, e.pool, dm.Table{{Length: dm.Sectors(uint64(cfg.DataSize) / dm.SectorSize), Type: "thin-pool", Params: params}})
 	if err != nil {
 		return nil, err
 	}
