@@ -20,7 +20,6 @@ type Sectors uint64
 // Bytes is s in bytes.
 func (s Sectors) Bytes() uint64 { return uint64(s) * SectorSize }
 
-
 // Dev is a block device number, major:minor. It is ioctl.Dev, the one
 // device-number type of the module, which package loop and package udev use
 // too: a loop device's Dev goes straight into a table.

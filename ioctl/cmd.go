@@ -207,7 +207,7 @@ func (c Cmd) CarriesEventNr(f Flags) bool {
 
 // The ioctl number layout: nr and type are 8 bits everywhere; the size and
 // direction fields differ between asm-generic (cmd_generic.go) and alpha,
-// mips, powerpc and sparc (cmd_other.go).
+// mips, powerpc and sparc (cmd_otherarch.go).
 const (
 	iocNrBits    = 8
 	iocTypeBits  = 8

@@ -97,18 +97,18 @@ func (h *Header) MarshalTo(b []byte) error {
 	if err := checkString(h.UUID, UUIDLen, ErrUUIDTooLong); err != nil {
 		return err
 	}
-	le := binary.NativeEndian
-	le.PutUint32(b[offVersion:], h.Version[0])
-	le.PutUint32(b[offVersion+4:], h.Version[1])
-	le.PutUint32(b[offVersion+8:], h.Version[2])
-	le.PutUint32(b[offDataSize:], h.DataSize)
-	le.PutUint32(b[offDataStart:], h.DataStart)
-	le.PutUint32(b[offTargetCount:], h.TargetCount)
-	le.PutUint32(b[offOpenCount:], uint32(h.OpenCount))
-	le.PutUint32(b[offFlags:], uint32(h.Flags))
-	le.PutUint32(b[offEventNr:], h.EventNr)
-	le.PutUint32(b[offPadding:], 0)
-	le.PutUint64(b[offDev:], h.Dev)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[offVersion:], h.Version[0])
+	ne.PutUint32(b[offVersion+4:], h.Version[1])
+	ne.PutUint32(b[offVersion+8:], h.Version[2])
+	ne.PutUint32(b[offDataSize:], h.DataSize)
+	ne.PutUint32(b[offDataStart:], h.DataStart)
+	ne.PutUint32(b[offTargetCount:], h.TargetCount)
+	ne.PutUint32(b[offOpenCount:], uint32(h.OpenCount))
+	ne.PutUint32(b[offFlags:], uint32(h.Flags))
+	ne.PutUint32(b[offEventNr:], h.EventNr)
+	ne.PutUint32(b[offPadding:], 0)
+	ne.PutUint64(b[offDev:], h.Dev)
 	putCString(b[offName:offName+NameLen], h.Name)
 	putCString(b[offUUID:offUUID+UUIDLen], h.UUID)
 	clear(b[offData:SizeofHeader])
@@ -132,15 +132,15 @@ func (h *Header) unmarshalFixed(b []byte) error {
 	if len(b) < SizeofHeader {
 		return ErrShortBuffer
 	}
-	le := binary.NativeEndian
-	h.Version = Version{le.Uint32(b[offVersion:]), le.Uint32(b[offVersion+4:]), le.Uint32(b[offVersion+8:])}
-	h.DataSize = le.Uint32(b[offDataSize:])
-	h.DataStart = le.Uint32(b[offDataStart:])
-	h.TargetCount = le.Uint32(b[offTargetCount:])
-	h.OpenCount = int32(le.Uint32(b[offOpenCount:]))
-	h.Flags = Flags(le.Uint32(b[offFlags:]))
-	h.EventNr = le.Uint32(b[offEventNr:])
-	h.Dev = le.Uint64(b[offDev:])
+	ne := binary.NativeEndian
+	h.Version = Version{ne.Uint32(b[offVersion:]), ne.Uint32(b[offVersion+4:]), ne.Uint32(b[offVersion+8:])}
+	h.DataSize = ne.Uint32(b[offDataSize:])
+	h.DataStart = ne.Uint32(b[offDataStart:])
+	h.TargetCount = ne.Uint32(b[offTargetCount:])
+	h.OpenCount = int32(ne.Uint32(b[offOpenCount:]))
+	h.Flags = Flags(ne.Uint32(b[offFlags:]))
+	h.EventNr = ne.Uint32(b[offEventNr:])
+	h.Dev = ne.Uint64(b[offDev:])
 	return nil
 }
 

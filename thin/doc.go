@@ -59,6 +59,23 @@
 // kernel refused the request or this package refused it first because the
 // kernel would have.
 //
+// The kernel's answers to pool messages and thin activations, and what
+// they become here (the tests pin every row, on the fake kernel and in the
+// VM):
+//
+//	create_thin / create_snap of an id the pool has   EEXIST    ErrIDInUse
+//	create_snap of an origin the pool lacks           ENODATA   ErrUnknownID
+//	delete of an id the pool lacks                    ENODATA   ErrUnknownID
+//	delete of an open (active) thin device            EBUSY     ErrInUse
+//	any message to a read-only or failed pool         EOPNOTSUPP ErrPoolReadOnly, ErrPoolFailed
+//	set_transaction_id with the wrong current id      EINVAL    ErrTransactionMismatch
+//	reserve_metadata_snap while one is held           EBUSY     ErrMetadataSnapHeld
+//	release_metadata_snap without one                 EINVAL    ErrNoMetadataSnap
+//	activating an id the pool lacks                   ENODATA   ErrUnknownID
+//	activating while the pool is suspended or failed  EINVAL    ErrPoolSuspended, ErrPoolFailed
+//	removing a pool with active thin devices          EBUSY     ErrInUse
+//	a pool table whose metadata device another pool uses  EBUSY  ErrInUse
+//
 // # Events
 //
 // The kernel raises a device-mapper event when free data space falls to the
@@ -75,6 +92,18 @@
 // swap; after a crash, the pool's transaction id tells whether the batch
 // was applied, and a replay ([Replay]) finishes a partial one. The
 // protocol, and exactly what a failure leaves, are documented there.
+//
+// # Layout
+//
+// The package has two halves. The codec — spec.go (table lines), status.go
+// (status lines), units.go — does no I/O and depends on package dm only for
+// its value types; the orchestration — pool.go, volume.go, reload.go,
+// snapshot handling, events.go, tx.go — drives a [dm.Control]. Layers above
+// it live in packages of their own beside it (a reader of the pool's
+// on-disk metadata, a catalog of named volumes), so this one does not grow
+// with them. Another target's codec (cache, era, integrity) would be a
+// package of its own under dm, built the same way: a spec that round-trips
+// with its table line and a status parser that keeps unknown tokens.
 //
 // # Concurrency
 //

@@ -266,7 +266,7 @@ func TestValidationSendsNothing(t *testing.T) {
 	}
 }
 
-// The kernel's errno contract (kernel.md §3) as typed errors.
+// The kernel's errno contract (see the package doc) as typed errors.
 func TestErrnoContract(t *testing.T) {
 	e := newEnv(t)
 	p := e.pool()

@@ -1,7 +1,7 @@
 package thin_test
 
-// Privileged scenarios 1-9 of scenarios.md, the errno contract of kernel.md
-// §3 and "bad input never reaches the kernel", against the real kernel in
+// Privileged scenarios (pool lifecycle, snapshots, space, bad input), the
+// errno contract of the package doc and "bad input never reaches the kernel", against the real kernel in
 // the VM tier (go run ./internal/vm/cmd/vmrun test -run Integration ./thin).
 //
 // Every pool comes from saPool, which is newPool (teardown, then thin_check
@@ -15,7 +15,7 @@ package thin_test
 //
 // THINP_SCENARIO_SCALE scales the scenarios that are too slow under TCG at
 // full size (only scenario 9 today): unset, the reduced default; "full" or
-// "1", the full size of scenarios.md; a number f in (0, 1], that fraction
+// "1", the full size (50 lifetimes); a number f in (0, 1], that fraction
 // of the full size. It does not depend on testing.Short.
 
 import (
@@ -497,7 +497,7 @@ func TestIntegrationProvisionThenDelete(t *testing.T) {
 	}
 }
 
-// Scenario 4 and kernel.md §3: every row of the errno contract, as the
+// Scenario 4 and the package doc's errno contract: every row, as the
 // library reports it (typed) and, where the library refuses first, as the
 // kernel answers the raw request. (Activating a thin while the pool is
 // suspended is TestIntegrationActivateWhilePoolSuspended; a failed pool is
@@ -1230,7 +1230,7 @@ func TestIntegrationBadInputNeverReachesKernel(t *testing.T) {
 		saRefused(t, "resize past the data device", rp.Resize(ctx, beforeSpec.Length+128), dm.ErrInvalid)
 		reads(t, "resize past the data device")
 		saRefused(t, "low water mark = the pool size", rp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = before.TotalData }), dm.ErrInvalid)
-		saRefused(t, "low water mark past the pool size", rp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = before.TotalData+1000 }), dm.ErrInvalid)
+		saRefused(t, "low water mark past the pool size", rp.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = before.TotalData + 1000 }), dm.ErrInvalid)
 		reads(t, "low water mark")
 	})
 

@@ -26,7 +26,7 @@ import (
 	"github.com/thinp/thinp/thin"
 )
 
-// Scenarios 10 to 18 of ../shared/reference/scenarios.md: snapshots,
+// Privileged scenarios 10 to 18: snapshots,
 // discards, running out of data and metadata space, resizing, metadata
 // failure and suspend ordering, against the real kernel in the VM tier.
 //
@@ -233,7 +233,7 @@ func sbResumeAtCleanup(t *testing.T, ctl *dm.Control, names ...string) {
 // --- devices and pools -----------------------------------------------------
 
 // sbLinear is a linear dm device over a loop device, which can grow: the
-// devices scenarios.md resizes.
+// devices the resize scenarios grow.
 type sbLinear struct {
 	ctl  *dm.Control
 	name string

@@ -172,7 +172,7 @@ func validateDev(field string, d dm.Dev) error {
 // ParsePoolSpec parses thin-pool parameters as the kernel prints them (or
 // as a table being loaded gives them): devices as major:minor, block size,
 // low water mark, then optionally the feature count and features, in any
-// order and case. The result's Length is zero: use PoolSpecFromTarget to
+// order and case. The result's Length is zero: use PoolSpecFromTable to
 // keep the table line's length.
 func ParsePoolSpec(params string) (PoolSpec, error) {
 	const what = "pool table"

@@ -17,7 +17,7 @@ import (
 	"github.com/thinp/thinp/thin"
 )
 
-// Shared helpers of the privileged thin scenarios (scenarios.md), which run
+// Shared helpers of the privileged thin scenarios, which run
 // in the VM tier. Every helper registers its own cleanup, so a scenario that
 // fails half way still leaves nothing behind, and every pool teardown is
 // followed by thin_check on its metadata.

@@ -62,6 +62,6 @@
 // layout in sysv_linux_<arch>.go: amd64, arm64, riscv64, loong64, s390x (big
 // endian, Linux 5.1 or later), 386 (Linux 5.1 or later) and arm. Other
 // architectures build, and every semaphore operation returns ErrNotSupported;
-// sysv_stub.go lists what adding one takes. Other operating systems build with
+// sysv_others.go lists what adding one takes. Other operating systems build with
 // stubs that return ErrNotSupported.
 package udev

@@ -69,7 +69,7 @@ func poolInfo(t *testing.T, f *fixture, name string) PoolInfo {
 	return pi
 }
 
-// TestErrnoContract is kernel.md §3.
+// TestErrnoContract: the kernel's answers to pool messages (see package thin's doc).
 func TestErrnoContract(t *testing.T) {
 	f := newFixture(t)
 	f.pool("pool", poolLen, "128 0")
