@@ -5,25 +5,53 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 
 	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/loop"
 	"github.com/thinp/thinp/thin"
 )
 
-// Create a pool on two block devices (loop devices 7:0 and 7:1 here), a
-// thin volume in it, and a snapshot of the volume; then tear it all down.
-// It needs root and device-mapper.
+// From two sparse files to a snapshot: loop devices over the files, a pool
+// on them, a thin volume, a write to it, a snapshot of it, and the pool's
+// status; then everything torn down again. It needs root and a kernel
+// with device-mapper, so go test compiles it but does not run it.
 func Example() {
 	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "thinp-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	// Sparse files take no space until written; loop devices make them
+	// block devices, whose numbers go straight into the pool's table.
+	var devs [2]*loop.Device
+	for i, f := range []struct {
+		name string
+		size int64
+	}{{"meta", 64 << 20}, {"data", 4 << 30}} {
+		path := filepath.Join(dir, f.name)
+		if err := loop.CreateSparseFile(path, f.size); err != nil {
+			log.Fatal(err)
+		}
+		d, err := loop.Attach(ctx, path, nil)
+		if err != nil {
+			log.Fatalf("%+v", err)
+		}
+		defer d.Detach(ctx)
+		devs[i] = d
+	}
+
 	ctl, err := dm.Open()
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer ctl.Close()
-
 	pool, err := thin.CreatePool(ctx, ctl, "example-pool", thin.PoolSpec{
-		Metadata:       dm.Dev{Major: 7, Minor: 0},
-		Data:           dm.Dev{Major: 7, Minor: 1},
+		Metadata:       devs[0].Dev(),
+		Data:           devs[1].Dev(),
 		BlockSize:      128, // 64 KiB
 		LowWaterMark:   1024,
 		ErrorIfNoSpace: true,
@@ -36,18 +64,27 @@ func Example() {
 	if err := pool.CreateThin(ctx, 1); err != nil {
 		log.Fatal(err)
 	}
-	vol, err := pool.Activate(ctx, "example-vol", 1, thin.Size(10*thin.GiB))
+	vol, err := pool.Activate(ctx, "example-vol", 1, thin.Size(1*thin.GiB))
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("volume at", vol.MapperPath(), "or", vol.DevPath())
+	f, err := os.OpenFile(vol.DevPath(), os.O_WRONLY, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte("hello, thin world\n"), 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	// The origin is suspended around create_snap, and always resumed.
 	if err := vol.Snapshot(ctx, 2); err != nil {
 		log.Fatal(err)
 	}
-
-	st, err := pool.Status(ctx)
+	st, err := pool.Status(ctx, thin.CommitMetadata())
 	if err != nil {
 		log.Fatal(err)
 	}
