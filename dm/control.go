@@ -41,6 +41,7 @@ type config struct {
 	udevTimeout  time.Duration
 	devDir       string
 	sysDir       string
+	procDir      string
 }
 
 // Option configures Open.
@@ -63,6 +64,14 @@ func WithRemoveRetry(budget time.Duration) Option {
 	return func(c *config) { c.removeBudget = budget }
 }
 
+// WithSysDir sets where sysfs is mounted (default /sys): the Control reads
+// device sizes, holders and names there.
+func WithSysDir(dir string) Option { return func(c *config) { c.sysDir = dir } }
+
+// WithProcDir sets where procfs is mounted (default /proc): the Control
+// reads every process's mountinfo there to find a busy device's mounts.
+func WithProcDir(dir string) Option { return func(c *config) { c.procDir = dir } }
+
 // WithMaxBuffer caps the reply buffer grown on DM_BUFFER_FULL_FLAG (default
 // 1 GiB).
 func WithMaxBuffer(n int) Option { return func(c *config) { c.maxBuffer = n } }
@@ -83,6 +92,7 @@ func Open(opts ...Option) (*Control, error) {
 		udevTimeout:  DefaultUdevTimeout,
 		devDir:       "/dev",
 		sysDir:       "/sys",
+		procDir:      "/proc",
 	}
 	for _, o := range opts {
 		o(&cfg)

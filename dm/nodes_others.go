@@ -17,3 +17,11 @@ func (c *Control) nodeRename(oldName, newName string, dev Dev) error { return ni
 func (c *Control) MakeNodes(ctx context.Context) error { return newError("mknodes", Ref{}, errNoDM) }
 
 func ensureControlNode(path, sysDir string) error { return errNoDM }
+
+func (c *Control) holders(dev Dev) ([]string, error) { return nil, errNoDM }
+func (c *Control) isDM(dev Dev) bool                 { return false }
+func (c *Control) mounts(dev Dev) []Mount            { return nil }
+func (c *Control) claimed(dev Dev) bool              { return false }
+
+// DevNode finds a device node for dev; Linux only.
+func (c *Control) DevNode(dev Dev) (string, error) { return "", errNoDM }

@@ -290,8 +290,14 @@ func joinCause(err, more error) error {
 // default, bounded by ctx) because the opener is usually udev's scan of a
 // just-closed device. Flags: Deferred (remove at last close instead of
 // failing; the call returns at once), NoRetry. A device that does not exist
-// gives ErrNotFound.
+// gives ErrNotFound; one still busy gives ErrBusy with a *BusyError that
+// says what uses it (its open count, the devices stacked on it, its mounts
+// in every mount namespace).
 func (c *Control) Remove(ctx context.Context, ref Ref, flags ...Flag) error {
+	return c.busy(ctx, ref, c.remove(ctx, ref, flags))
+}
+
+func (c *Control) remove(ctx context.Context, ref Ref, flags []Flag) error {
 	f, err := collect("remove", Deferred|NoRetry, flags)
 	if err == nil {
 		err = ref.validate()

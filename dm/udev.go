@@ -76,6 +76,9 @@ type udevWait interface {
 // WithDevDir): /dev/mapper/<name> and /dev/dm-<minor> under it.
 func (c *Control) DevDir() string { return c.cfg.devDir }
 
+// SysDir is where this Control reads sysfs (see WithSysDir).
+func (c *Control) SysDir() string { return c.cfg.sysDir }
+
 // managesNodes reports whether this Control creates and removes
 // /dev/mapper nodes itself.
 func (c *Control) managesNodes() bool {

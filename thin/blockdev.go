@@ -1,6 +1,8 @@
 package thin
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,27 +14,29 @@ import (
 )
 
 // hostDevs is how a pool reaches the block devices under it, outside
-// device-mapper: their sizes and, to format fresh metadata, their contents.
-// Tests replace it; the real one uses sysfs and /dev.
+// device-mapper: their sizes, what uses them, the metadata they hold and,
+// to format fresh metadata, their contents. Tests replace it; the real one
+// uses sysfs, procfs and /dev through the pool's dm.Control.
 type hostDevs interface {
 	// size is the device's size, or an error if it cannot be known.
 	size(d dm.Dev) (dm.Sectors, error)
+	// users says what uses the device.
+	users(ctx context.Context, d dm.Dev) (dm.Users, error)
+	// superblock reads the first metadata block of d, or fails.
+	superblock(d dm.Dev) ([]byte, error)
 	// format zeroes the first 4 KiB of the metadata device d (at path,
 	// if not empty), refusing one that holds a thin-pool superblock
 	// unless force.
 	format(d dm.Dev, path string, force bool) error
 }
 
-// sysHost finds block devices through sysfs and /dev.
-type sysHost struct {
-	sysDir string // "/sys"
-	devDir string // "/dev"
-}
+// sysHost finds block devices through the Control's sysfs and /dev.
+type sysHost struct{ ctl *dm.Control }
 
 // size reads /sys/dev/block/<maj>:<min>/size, which counts 512-byte
 // sectors whatever the device's logical block size.
 func (h sysHost) size(d dm.Dev) (dm.Sectors, error) {
-	b, err := os.ReadFile(filepath.Join(h.sysDir, "dev/block", d.String(), "size"))
+	b, err := os.ReadFile(filepath.Join(h.ctl.SysDir(), "dev/block", d.String(), "size"))
 	if err != nil {
 		return 0, err
 	}
@@ -43,29 +47,31 @@ func (h sysHost) size(d dm.Dev) (dm.Sectors, error) {
 	return dm.Sectors(n), nil
 }
 
-// path finds a node for d: /dev/block/<maj>:<min> (made by udev), else
-// /dev/<DEVNAME> from the sysfs uevent file (devtmpfs names).
-func (h sysHost) path(d dm.Dev) (string, error) {
-	p := filepath.Join(h.devDir, "block", d.String())
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	b, err := os.ReadFile(filepath.Join(h.sysDir, "dev/block", d.String(), "uevent"))
+func (h sysHost) users(ctx context.Context, d dm.Dev) (dm.Users, error) {
+	return h.ctl.Users(ctx, d)
+}
+
+func (h sysHost) superblock(d dm.Dev) ([]byte, error) {
+	path, err := h.ctl.DevNode(d)
 	if err != nil {
-		return "", fmt.Errorf("no device node for %s: %w", d, err)
+		return nil, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if name, ok := strings.CutPrefix(line, "DEVNAME="); ok && name != "" && !strings.Contains(name, "..") {
-			return filepath.Join(h.devDir, name), nil
-		}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	return "", fmt.Errorf("no device node for %s: no DEVNAME in its uevent", d)
+	defer f.Close()
+	block := make([]byte, MetaBlockSize)
+	if _, err := f.ReadAt(block, 0); err != nil {
+		return nil, err
+	}
+	return block, nil
 }
 
 func (h sysHost) format(d dm.Dev, path string, force bool) error {
 	if path == "" {
 		var err error
-		if path, err = h.path(d); err != nil {
+		if path, err = h.ctl.DevNode(d); err != nil {
 			return err
 		}
 	}
@@ -79,6 +85,24 @@ const (
 	thinSuperblockMagic    = 27022010
 	thinSuperblockMagicOff = 32
 )
+
+// The superblock fields CreatePool checks before reusing metadata: the
+// data space map root (struct disk_sm_root) starts at byte 64 with its
+// nr_blocks, and data_block_size is a u32 at byte 336 (after the two space
+// map roots, the mapping root and the device details root).
+const (
+	sbDataBlocksOff    = 64
+	sbDataBlockSizeOff = 336
+)
+
+// superblockDataBlocks returns the data size and block size recorded in a
+// thin-pool superblock block; ok is false if block holds none.
+func superblockDataBlocks(block []byte) (blocks uint64, blockSize dm.Sectors, ok bool) {
+	if !hasThinSuperblock(block) || len(block) < sbDataBlockSizeOff+4 {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint64(block[sbDataBlocksOff:]), dm.Sectors(binary.LittleEndian.Uint32(block[sbDataBlockSizeOff:])), true
+}
 
 // hasThinSuperblock reports whether the first metadata block holds a
 // thin-pool superblock.

@@ -11,17 +11,29 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/dm/dmtest"
 	"github.com/thinp/thinp/loop"
 )
 
+// hostControl is a Control on the fake kernel whose sysfs and /dev are
+// dir/sys and dir/dev.
+func hostControl(t *testing.T, dir string) *dm.Control {
+	t.Helper()
+	ctl, err := dmtest.NewControl(dmtest.New(), dm.WithSysDir(filepath.Join(dir, "sys")), dm.WithDevDir(filepath.Join(dir, "dev")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	return ctl
+}
+
 func TestSysHost(t *testing.T) {
 	dir := t.TempDir()
-	h := sysHost{sysDir: filepath.Join(dir, "sys"), devDir: filepath.Join(dir, "dev")}
+	h := sysHost{ctl: hostControl(t, dir)}
 	writeFile(t, filepath.Join(dir, "sys/dev/block/7:0/size"), "8192\n")
 	writeFile(t, filepath.Join(dir, "sys/dev/block/7:1/size"), "lots\n")
 	writeFile(t, filepath.Join(dir, "sys/dev/block/7:0/uevent"), "MAJOR=7\nMINOR=0\nDEVNAME=loop0\nDEVTYPE=disk\n")
-	writeFile(t, filepath.Join(dir, "sys/dev/block/7:1/uevent"), "MAJOR=7\nMINOR=1\n")
-	writeFile(t, filepath.Join(dir, "sys/dev/block/7:2/uevent"), "DEVNAME=../etc/passwd\n")
+	writeFile(t, filepath.Join(dir, "dev/loop0"), "") // not a block device
 
 	if s, err := h.size(dm.Dev{Major: 7}); err != nil || s != 8192 {
 		t.Errorf("size = %d, %v", s, err)
@@ -32,26 +44,18 @@ func TestSysHost(t *testing.T) {
 	if _, err := h.size(dm.Dev{Major: 7, Minor: 9}); err == nil {
 		t.Error("missing device has a size")
 	}
-
-	if p, err := h.path(dm.Dev{Major: 7}); err != nil || p != filepath.Join(dir, "dev/loop0") {
-		t.Errorf("path from uevent = %q, %v", p, err)
-	}
-	writeFile(t, filepath.Join(dir, "dev/block/7:0"), "")
-	if p, err := h.path(dm.Dev{Major: 7}); err != nil || p != filepath.Join(dir, "dev/block/7:0") {
-		t.Errorf("path from /dev/block = %q, %v", p, err)
-	}
-	for _, minor := range []uint32{1, 2, 9} {
-		if p, err := h.path(dm.Dev{Major: 7, Minor: minor}); err == nil {
-			t.Errorf("7:%d: path %q", minor, p)
+	// format and superblock refuse a node that is not the device, and a
+	// device without a node.
+	for _, d := range []dm.Dev{{Major: 7}, {Major: 7, Minor: 9}} {
+		if err := h.format(d, "", false); err == nil {
+			t.Errorf("format of %s without its node", d)
+		}
+		if _, err := h.superblock(d); err == nil {
+			t.Errorf("superblock of %s without its node", d)
 		}
 	}
-	// format refuses a node that is not the device.
-	err := h.format(dm.Dev{Major: 7}, "", false)
-	if !errors.Is(err, errNotBlockDevice) {
+	if err := h.format(dm.Dev{Major: 7}, filepath.Join(dir, "dev/loop0"), false); !errors.Is(err, errNotBlockDevice) {
 		t.Errorf("format of a regular file: %v", err)
-	}
-	if err := h.format(dm.Dev{Major: 7, Minor: 9}, "", false); err == nil {
-		t.Error("format without a node")
 	}
 }
 
@@ -132,7 +136,13 @@ func TestIntegrationFormatMetadataLoop(t *testing.T) {
 		d.Close()
 	})
 	dev := d.Dev()
-	h := sysHost{sysDir: "/sys", devDir: "/dev"}
+	// The host's own sysfs and /dev, with the fake kernel behind them.
+	ctl, err := dmtest.NewControl(dmtest.New(), dm.WithSysDir("/sys"), dm.WithDevDir("/dev"), dm.WithProcDir("/proc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	h := sysHost{ctl: ctl}
 	if s, err := h.size(dev); err != nil || s != 8192 {
 		t.Errorf("size of the loop device = %d, %v", s, err)
 	}
@@ -174,12 +184,12 @@ func TestPoolOptions(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir+"/sys/dev/block/7:1/size", "262144\n")
 	writeFile(t, dir+"/meta.img", "")
-	// The real sysfs reader, pointed at a fake sysfs.
-	// Device nodes are where the Control puts them.
-	ctl, err := dm.Open(dm.WithTransport(e.k), dm.WithRemoveRetry(0), dm.WithUdev(dm.UdevNone), dm.WithDevDir(dir+"/dev"))
+	// The real sysfs reader, pointed at a fake sysfs; device nodes are
+	// where the Control puts them.
+	ctl, err := dmtest.NewControl(e.k, dm.WithRemoveRetry(0), dm.WithDevDir(dir+"/dev"), dm.WithSysDir(dir+"/sys"))
 	ok(t, err)
 	defer ctl.Close()
-	p, err := CreatePool(e.ctx, ctl, "pool", e.spec(), WithSysDir(dir+"/sys"))
+	p, err := CreatePool(e.ctx, ctl, "pool", e.spec())
 	ok(t, err)
 	if spec, _ := p.Spec(e.ctx); spec.Length != 262144 {
 		t.Errorf("length from sysfs %d", spec.Length)
@@ -194,7 +204,7 @@ func TestPoolOptions(t *testing.T) {
 	// A metadata path that is not the metadata device is refused before
 	// anything is sent.
 	e.reset()
-	_, err = CreatePool(e.ctx, e.ctl, "pool", e.spec(), FormatMetadata(), WithSysDir(dir+"/sys"), WithMetadataPath(dir+"/meta.img"))
+	_, err = CreatePool(e.ctx, ctl, "pool", e.spec(), FormatMetadata(), WithMetadataPath(dir+"/meta.img"))
 	if !errors.Is(err, errNotBlockDevice) {
 		t.Errorf("format through a regular file: %v", err)
 	}

@@ -2,9 +2,11 @@ package thin
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +62,34 @@ func (h *fakeHost) format(d dm.Dev, path string, force bool) error {
 	}
 	h.formatted = append(h.formatted, d)
 	return h.k.WipeMetadata(d)
+}
+
+// users reports the fake kernel's dm devices whose live tables use d.
+func (h *fakeHost) users(_ context.Context, d dm.Dev) (dm.Users, error) {
+	u := dm.Users{Dev: d, OpenCount: -1}
+	for _, dev := range h.k.Devices() {
+		if slices.Contains(dev.Deps, d.String()) {
+			u.Holders = append(u.Holders, dev.Name)
+		}
+		if (dm.Dev{Major: dev.Major, Minor: dev.Minor}) == d {
+			u.OpenCount = int32(dev.OpenCount)
+		}
+	}
+	return u, nil
+}
+
+// superblock makes the fields CreatePool reads from the metadata the fake
+// kernel keeps on d.
+func (h *fakeHost) superblock(d dm.Dev) ([]byte, error) {
+	pi, ok := h.k.Metadata(d)
+	if !ok {
+		return nil, errors.New("no metadata in the fake")
+	}
+	b := make([]byte, MetaBlockSize)
+	binary.LittleEndian.PutUint64(b[thinSuperblockMagicOff:], thinSuperblockMagic)
+	binary.LittleEndian.PutUint64(b[sbDataBlocksOff:], pi.DataBlocks)
+	binary.LittleEndian.PutUint32(b[sbDataBlockSizeOff:], uint32(pi.BlockSize))
+	return b, nil
 }
 
 func (h *fakeHost) resize(t *testing.T, d dm.Dev, s dm.Sectors) {

@@ -23,6 +23,8 @@ type Pool struct {
 	ctl       *dm.Control
 	name      string
 	dev       dm.Dev
+	meta      dm.Dev // the metadata and data devices: fixed for a live pool
+	data      dm.Dev
 	blockSize dm.Sectors
 	cfg       poolConfig
 
@@ -45,18 +47,18 @@ type poolConfig struct {
 	uuid     string
 	format   formatMode
 	metaPath string
-	sysDir   string
 	devDir   string
-	host     hostDevs // nil: sysHost{sysDir, devDir}
+	shared   []dm.Dev // devices the caller lets the pool share (AllowInUse)
+	host     hostDevs // nil: sysHost{ctl}
 }
 
 func newPoolConfig(ctl *dm.Control, opts []PoolOption) poolConfig {
-	c := poolConfig{sysDir: "/sys", devDir: ctl.DevDir()}
+	c := poolConfig{devDir: ctl.DevDir()}
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.host == nil {
-		c.host = sysHost{sysDir: c.sysDir, devDir: c.devDir}
+		c.host = sysHost{ctl: ctl}
 	}
 	return c
 }
@@ -82,9 +84,13 @@ func ForceFormatMetadata() PoolOption { return func(c *poolConfig) { c.format = 
 // device: its device number is checked.
 func WithMetadataPath(path string) PoolOption { return func(c *poolConfig) { c.metaPath = path } }
 
-// WithSysDir sets where sysfs is mounted (default /sys); the pool reads
-// device sizes there.
-func WithSysDir(dir string) PoolOption { return func(c *poolConfig) { c.sysDir = dir } }
+// AllowInUse lets CreatePool use dev although something else uses it
+// (see CreatePool): for a caller who knows the sharing is safe, such as
+// a device another tool holds open without writing. It is per device; a
+// pool sharing a data device with another pool corrupts both.
+func AllowInUse(dev dm.Dev) PoolOption {
+	return func(c *poolConfig) { c.shared = append(c.shared, dev) }
+}
 
 // CreatePool creates the pool device name with spec's table and returns it
 // ready for use. The metadata and data devices may be any block devices.
@@ -96,8 +102,20 @@ func WithSysDir(dir string) PoolOption { return func(c *poolConfig) { c.sysDir =
 // the kernel refuses the table, nothing is left behind (dm.Control.Create
 // removes the device); the metadata device stays zeroed.
 //
-// Two pools cannot share a metadata or data device: the kernel refuses the
-// second with EBUSY, reported as ErrInUse.
+// One owner per device: neither device may be in use, by another pool, a
+// thin or other dm device stacked on it, a mount in any mount namespace,
+// or an exclusive claim (md, swap, a program's O_EXCL open). Device-mapper
+// claims the devices under its tables with one holder for all dm devices,
+// so the kernel itself refuses only a second pool on the same metadata
+// device; a second pool on another pool's data device would run, and the
+// two would overwrite each other's data without any check noticing. Such a
+// device is refused before anything is sent, with ErrInUse (and
+// dm.ErrBusy, unix.EBUSY) and a *dm.BusyError naming what uses it;
+// AllowInUse opts one device out.
+//
+// Without FormatMetadata, metadata that records more data blocks than
+// spec gives is refused with ErrShrink before anything is sent (the kernel
+// would refuse the table at resume with EINVAL).
 func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec, opts ...PoolOption) (*Pool, error) {
 	op := "create pool"
 	cfg := newPoolConfig(ctl, opts)
@@ -122,6 +140,28 @@ func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec
 	case serr == nil && spec.Length > size:
 		return nil, invalid(op, name, nil, "length", "%d sectors is more than the data device's %d", spec.Length, size)
 	}
+	for _, d := range []struct {
+		what string
+		dev  dm.Dev
+	}{{"metadata device", spec.Metadata}, {"data device", spec.Data}} {
+		if slices.Contains(cfg.shared, d.dev) {
+			continue
+		}
+		u, err := cfg.host.users(ctx, d.dev)
+		if err != nil {
+			return nil, failed(op, name, nil, dm.DevNum(d.dev), err)
+		}
+		if u.InUse() {
+			return nil, failed(op, name, ErrInUse, dm.Name(name), fmt.Errorf("%s %w", d.what, &dm.BusyError{Users: u}))
+		}
+	}
+	if cfg.format == formatNone {
+		if block, err := cfg.host.superblock(spec.Metadata); err == nil {
+			if blocks, bs, ok := superblockDataBlocks(block); ok && bs == spec.BlockSize && uint64(spec.DataBlocks()) < blocks {
+				return nil, invalid(op, name, ErrShrink, "length", "%d blocks is fewer than the %d the pool's metadata records", spec.DataBlocks(), blocks)
+			}
+		}
+	}
 	if cfg.format != formatNone {
 		if err := cfg.host.format(spec.Metadata, cfg.metaPath, cfg.format == formatForce); err != nil {
 			kind := error(nil)
@@ -145,7 +185,7 @@ func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec
 		}
 		return nil, newError(op, name, kind, err)
 	}
-	return &Pool{ctl: ctl, name: name, dev: info.Dev, blockSize: spec.BlockSize, cfg: cfg}, nil
+	return &Pool{ctl: ctl, name: name, dev: info.Dev, meta: spec.Metadata, data: spec.Data, blockSize: spec.BlockSize, cfg: cfg}, nil
 }
 
 // OpenPool returns the existing pool device name. A device whose live table
@@ -165,7 +205,7 @@ func OpenPool(ctx context.Context, ctl *dm.Control, name string, opts ...PoolOpt
 	if err != nil {
 		return nil, failed(op, name, ErrNotPool, dm.Name(name), err)
 	}
-	return &Pool{ctl: ctl, name: name, dev: info.Dev, blockSize: spec.BlockSize, cfg: cfg}, nil
+	return &Pool{ctl: ctl, name: name, dev: info.Dev, meta: spec.Metadata, data: spec.Data, blockSize: spec.BlockSize, cfg: cfg}, nil
 }
 
 // Name is the pool device's name.
@@ -173,6 +213,23 @@ func (p *Pool) Name() string { return p.name }
 
 // Dev is the pool device's number, as thin tables refer to it.
 func (p *Pool) Dev() dm.Dev { return p.dev }
+
+// MetadataDev is the pool's metadata device; its node is
+// Control().DevNode(pool.MetadataDev()).
+func (p *Pool) MetadataDev() dm.Dev { return p.meta }
+
+// DataDev is the pool's data device.
+func (p *Pool) DataDev() dm.Dev { return p.data }
+
+// Info reads the pool device's state: open count, event counter, whether
+// it is suspended.
+func (p *Pool) Info(ctx context.Context) (dm.Info, error) {
+	info, err := p.ctl.Info(ctx, p.ref())
+	if err != nil {
+		return dm.Info{}, newError("info", p.name, nil, err)
+	}
+	return info, nil
+}
 
 // BlockSize is the pool's data block size.
 func (p *Pool) BlockSize() dm.Sectors { return p.blockSize }
@@ -322,6 +379,7 @@ var (
 	setTIDKinds  = map[unix.Errno]error{unix.EINVAL: ErrTransactionMismatch}
 	reserveKinds = map[unix.Errno]error{unix.EBUSY: ErrMetadataSnapHeld}
 	releaseKinds = map[unix.Errno]error{unix.EINVAL: ErrNoMetadataSnap}
+	inUseKinds   = map[unix.Errno]error{unix.EBUSY: ErrInUse}
 )
 
 func createThinMsg(id DeviceID) string { return "create_thin " + strconv.FormatUint(uint64(id), 10) }
@@ -659,7 +717,7 @@ func (p *Pool) ReleaseMetadataSnap(ctx context.Context) error {
 // Flags: dm.Deferred, dm.NoRetry.
 func (p *Pool) Remove(ctx context.Context, flags ...dm.Flag) error {
 	err := p.ctl.Remove(ctx, p.ref(), flags...)
-	return wrap("remove", p.name, err, map[unix.Errno]error{unix.EBUSY: ErrInUse})
+	return wrap("remove", p.name, err, inUseKinds)
 }
 
 // Teardown deactivates every thin device of the pool, then removes the

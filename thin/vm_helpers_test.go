@@ -3,7 +3,6 @@ package thin_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"github.com/thinp/thinp/internal/testenv"
 	"github.com/thinp/thinp/loop"
 	"github.com/thinp/thinp/thin"
+	"github.com/thinp/thinp/thin/thintest"
 )
 
 // Shared helpers of the privileged thin scenarios, which run
@@ -98,44 +98,20 @@ type testPool struct {
 	Spec thin.PoolSpec
 }
 
-// newPool formats fresh metadata and creates a pool named prefix+"pool".
-// At cleanup it tears the pool down (thins first) and runs thin_check on
-// the metadata device, failing the test if either fails.
+// newPool formats fresh metadata and creates a pool named prefix+"pool",
+// with package thintest: at cleanup it tears the pool down (thins first)
+// and runs thin_check on the metadata device, failing the test if either
+// fails.
 func newPool(t *testing.T, ctl *dm.Control, prefix string, o poolOpts) *testPool {
 	t.Helper()
-	if o.DataSize == 0 {
-		o.DataSize = 64 << 20
-	}
-	if o.MetaSize == 0 {
-		o.MetaSize = 8 << 20
-	}
-	if o.BlockSize == 0 {
-		o.BlockSize = 128
-	}
-	meta, data := newBacking(t, o.MetaSize), newBacking(t, o.DataSize)
-	spec := thin.PoolSpec{Metadata: meta.Dev, Data: data.Dev, BlockSize: o.BlockSize}
-	if o.Edit != nil {
-		o.Edit(&spec)
-	}
-	name := prefix + "pool"
-	p, err := thin.CreatePool(context.Background(), ctl, name, spec, thin.FormatMetadata(), thin.WithMetadataPath(meta.Loop.Path()))
-	if err != nil {
-		t.Fatalf("create pool: %+v", err)
-	}
-	tp := &testPool{Pool: p, Ctl: ctl, Name: name, Meta: meta, Data: data, Spec: spec}
-	// Cleanups run last-registered first: this runs before the loop
-	// devices are detached.
-	t.Cleanup(func() {
-		if err := p.Teardown(context.Background()); err != nil && !isNotFound(err) {
-			t.Errorf("teardown: %+v", err)
-		}
-		testenv.ThinCheck(t, meta.Loop.Path())
+	p := thintest.NewPool(t, ctl, &thintest.Options{
+		Name: prefix + "pool", DataSize: o.DataSize, MetaSize: o.MetaSize, BlockSize: o.BlockSize, Edit: o.Edit,
 	})
-	return tp
-}
-
-func isNotFound(err error) bool {
-	return errors.Is(err, dm.ErrNotFound)
+	return &testPool{
+		Pool: p.Pool, Ctl: ctl, Name: p.Name(), Spec: p.Spec,
+		Meta: &backing{Path: p.MetaFile, Loop: p.Meta, Dev: p.Meta.Dev()},
+		Data: &backing{Path: p.DataFile, Loop: p.Data, Dev: p.Data.Dev()},
+	}
 }
 
 // activate creates (if create) and activates thin id as prefix+name.

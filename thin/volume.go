@@ -78,7 +78,17 @@ func (v *Volume) Status(ctx context.Context) (ThinStatus, error) {
 // stay in the pool. Flags: dm.Deferred, dm.NoRetry.
 func (v *Volume) Deactivate(ctx context.Context, flags ...dm.Flag) error {
 	err := v.pool.ctl.Remove(ctx, v.ref(), flags...)
-	return wrap("deactivate "+v.name, v.pool.name, err, nil)
+	return wrap("deactivate "+v.name, v.pool.name, err, inUseKinds)
+}
+
+// Info reads the volume's dm device state: open count, event counter,
+// whether it is suspended.
+func (v *Volume) Info(ctx context.Context) (dm.Info, error) {
+	info, err := v.pool.ctl.Info(ctx, v.ref())
+	if err != nil {
+		return dm.Info{}, newError("info "+v.name, v.pool.name, nil, err)
+	}
+	return info, nil
 }
 
 // Snapshot creates thin device id as a snapshot of this volume; see
@@ -244,5 +254,5 @@ func (p *Pool) Deactivate(ctx context.Context, name string, flags ...dm.Flag) er
 		return failed(op, p.name, ErrNotThin, dm.Name(name), errors.New("no thin target on pool "+p.dev.String()))
 	}
 	err = p.ctl.Remove(ctx, dm.Name(name), flags...)
-	return wrap(op, p.name, err, nil)
+	return wrap(op, p.name, err, inUseKinds)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -29,13 +28,10 @@ func Example() {
 	}
 	defer ctl.Close()
 
-	// The fake has no sysfs: give the pool's length, and point the pool
-	// away from the host's /sys, whose devices are not the fake's.
-	sys, _ := os.MkdirTemp("", "sys")
-	defer os.RemoveAll(sys)
+	// The fake has no sysfs to tell the data device's size: give it.
 	pool, err := thin.CreatePool(ctx, ctl, "pool", thin.PoolSpec{
 		Metadata: meta, Data: data, BlockSize: 128, Length: 2097152,
-	}, thin.WithSysDir(sys))
+	})
 	if err != nil {
 		panic(err)
 	}
