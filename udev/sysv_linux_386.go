@@ -2,16 +2,21 @@
 
 package udev
 
-import "time"
+import (
+	"time"
 
-// System call numbers from arch/x86/entry/syscalls/syscall_32.tbl. i386 has
+	"golang.org/x/sys/unix"
+)
+
+// System call numbers (x/sys/unix has them; the kernel table lines are
+// kept for the entry points they name) from arch/x86/entry/syscalls/syscall_32.tbl. i386 has
 // no semop or 32-bit-time semtimedop entry of its own: before Linux 5.1 all
 // SysV IPC went through the ipc(2) multiplexer (117), which this package does
 // not use, so older kernels fail with ENOSYS (ErrNotSupported).
 const (
-	sysSemget     = 393 // 393 i386 semget            sys_semget
-	sysSemctl     = 394 // 394 i386 semctl            sys_semctl   compat_sys_semctl
-	sysSemtimedop = 420 // 420 i386 semtimedop_time64 sys_semtimedop
+	sysSemget     = unix.SYS_SEMGET            // 393 i386 semget            sys_semget
+	sysSemctl     = unix.SYS_SEMCTL            // 394 i386 semctl            sys_semctl   compat_sys_semctl
+	sysSemtimedop = unix.SYS_SEMTIMEDOP_TIME64 // 420 i386 semtimedop_time64 sys_semtimedop
 
 	// semctlVersion: the entry is sys_semctl (compat_sys_semctl on a 64-bit
 	// kernel), which always uses the IPC_64 layouts and rejects the bit.

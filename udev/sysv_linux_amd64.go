@@ -8,11 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// System call numbers from arch/x86/entry/syscalls/syscall_64.tbl.
+// System call numbers (x/sys/unix has them; the kernel table lines are
+// kept for the entry points they name) from arch/x86/entry/syscalls/syscall_64.tbl.
 const (
-	sysSemget     = 64  // 64  common semget      sys_semget
-	sysSemctl     = 66  // 66  common semctl      sys_semctl
-	sysSemtimedop = 220 // 220 common semtimedop  sys_semtimedop
+	sysSemget     = unix.SYS_SEMGET     // 64  common semget      sys_semget
+	sysSemctl     = unix.SYS_SEMCTL     // 66  common semctl      sys_semctl
+	sysSemtimedop = unix.SYS_SEMTIMEDOP // 220 common semtimedop  sys_semtimedop
 
 	// semctlVersion: the native entry is sys_semctl, which always uses the
 	// IPC_64 layouts and rejects a cmd with the IPC_64 bit.

@@ -8,12 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// System call numbers from arch/arm/tools/syscall.tbl (EABI). These entries
+// System call numbers (x/sys/unix has them; the kernel table lines are
+// kept for the entry points they name) from arch/arm/tools/syscall.tbl (EABI). These entries
 // predate Linux 5.1, so they work on every kernel Go supports.
 const (
-	sysSemget     = 299 // 299 common semget     sys_semget
-	sysSemctl     = 300 // 300 common semctl     sys_old_semctl
-	sysSemtimedop = 312 // 312 common semtimedop sys_semtimedop_time32
+	sysSemget     = unix.SYS_SEMGET     // 299 common semget     sys_semget
+	sysSemctl     = unix.SYS_SEMCTL     // 300 common semctl     sys_old_semctl
+	sysSemtimedop = unix.SYS_SEMTIMEDOP // 312 common semtimedop sys_semtimedop_time32
 
 	// semctlVersion: arm's semctl is sys_old_semctl, which returns the old
 	// struct semid_ds unless the cmd carries IPC_64 (as glibc sets it).

@@ -8,12 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// System call numbers from include/uapi/asm-generic/unistd.h, shared by the
+// System call numbers (x/sys/unix has them; the kernel table lines are
+// kept for the entry points they name) from include/uapi/asm-generic/unistd.h, shared by the
 // architectures that use the generic table (arm64, riscv64, loong64).
 const (
-	sysSemget     = 190 // #define __NR_semget 190
-	sysSemctl     = 191 // #define __NR_semctl 191
-	sysSemtimedop = 192 // #define __NR_semtimedop 192 (__NR_semop is 193)
+	sysSemget     = unix.SYS_SEMGET     // #define __NR_semget 190
+	sysSemctl     = unix.SYS_SEMCTL     // #define __NR_semctl 191
+	sysSemtimedop = unix.SYS_SEMTIMEDOP // #define __NR_semtimedop 192 (__NR_semop is 193)
 
 	// semctlVersion: the generic entry is sys_semctl, which always uses the
 	// IPC_64 layouts and rejects a cmd with the IPC_64 bit.

@@ -8,13 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// System call numbers from arch/s390/kernel/syscalls/syscall.tbl. They exist
+// System call numbers (x/sys/unix has them; the kernel table lines are
+// kept for the entry points they name) from arch/s390/kernel/syscalls/syscall.tbl. They exist
 // since Linux 5.1; older kernels only have the ipc(2) multiplexer, which this
 // package does not use, so they fail with ENOSYS (ErrNotSupported).
 const (
-	sysSemtimedop = 392 // 392 64     semtimedop sys_semtimedop
-	sysSemget     = 393 // 393 common semget     sys_semget
-	sysSemctl     = 394 // 394 common semctl     sys_semctl
+	sysSemtimedop = unix.SYS_SEMTIMEDOP // 392 64     semtimedop sys_semtimedop
+	sysSemget     = unix.SYS_SEMGET     // 393 common semget     sys_semget
+	sysSemctl     = unix.SYS_SEMCTL     // 394 common semctl     sys_semctl
 
 	// semctlVersion: the entry is sys_semctl, which always uses the IPC_64
 	// layouts and rejects a cmd with the IPC_64 bit.
