@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,11 +14,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/thinp/thinp/thin/metadata"
-	"github.com/thinp/thinp/thin/metadata/internal/gen"
+	gen "github.com/thinp/thinp/thin/metadata/metadatatest"
 )
 
 // corpusImages is how many random pools TestCorpus restores and reads back.
-const corpusImages = 240
+const corpusImages = 200
 
 // TestCorpus generates random pools as thin_dump XML, restores them with
 // thin_restore and reads them back: the superblock, devices, mappings,
@@ -28,36 +28,33 @@ const corpusImages = 240
 func TestCorpus(t *testing.T) {
 	start := time.Now()
 	dir := t.TempDir()
-	dump := gen.Tool(t, "thin_dump")
-	lsTool := gen.Tool(t, "thin_ls")
+	tools := map[string]string{}
+	for _, n := range []string{"thin_restore", "thin_dump", "thin_ls"} {
+		tools[n] = gen.Tool(t, n)
+	}
 	n := corpusImages
 	if testing.Short() {
 		n = 40
 	}
+	dumpCmd := []string{"thin_dump", "IMG"}
+	lsCmd := []string{"thin_ls", "--no-headers", "-o", "DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS", "IMG"}
 	var stats struct{ devs, maps, v1, v2, held int }
-	for i := 0; i < n; i++ {
-		p := gen.Random(uint64(i), gen.CorpusSize(i))
-		img := p.Restore(t, dir, gen.Name(i))
+	for im := range gen.Corpus(tools, dir, n, func(int, *gen.Pool) [][]string { return [][]string{dumpCmd, lsCmd} }, nil) {
+		i, p, img := im.Index, im.Pool, im.Path
+		if im.Err != nil {
+			t.Fatal(im.Err)
+		}
 		var want bytes.Buffer
 		p.WriteXML(&want)
-		out, err := exec.Command(dump, img).Output()
-		if err != nil {
-			t.Fatalf("pool %d: thin_dump: %v", i, err)
-		}
-		if !bytes.Equal(out, want.Bytes()) {
+		if out := im.Out[gen.Key(dumpCmd)]; !bytes.Equal(out, want.Bytes()) {
 			t.Fatalf("pool %d: thin_dump differs from the model's XML:\n%s", i, cmp.Diff(want.String(), string(out)))
 		}
-		checkPool(t, i, img, p, false)
-		lsOut, err := exec.Command(lsTool, "--no-headers", "-o", "DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS", img).Output()
-		if err != nil {
-			t.Fatalf("pool %d: thin_ls: %v", i, err)
-		}
-		checkLs(t, i, img, string(lsOut))
-		if i%3 == 0 {
-			gen.AddHeldRoot(t, img)
+		if im.Held != 0 {
 			checkPool(t, i, img, p, true)
 			stats.held++
 		}
+		checkPool(t, i, img, p, false)
+		checkLs(t, i, img, string(im.Out[gen.Key(lsCmd)]))
 		os.Remove(img)
 		stats.devs += len(p.Devs)
 		for _, d := range p.Devs {
@@ -170,8 +167,8 @@ func checkPool(t *testing.T, i int, img string, p *gen.Pool, snap bool) {
 			}
 			allocated += r.Len
 		}
-		if d := cmp.Diff(counts, got); d != "" {
-			t.Fatalf("pool %d: data reference counts differ (-want +got):\n%s", i, d)
+		if !slices.Equal(counts, got) {
+			t.Fatalf("pool %d: data reference counts differ (-want +got):\n%s", i, cmp.Diff(counts, got))
 		}
 		if allocated != md.Live().DataSpaceMap.NrAllocated {
 			t.Fatalf("pool %d: %d data blocks in use, space map says %d", i, allocated, md.Live().DataSpaceMap.NrAllocated)

@@ -1,7 +1,8 @@
-package gen
+package metadatatest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"testing"
@@ -19,27 +20,36 @@ func sealSuperblock(b []byte) {
 // zeros), recorded as the held root of block 0. It returns the block.
 func AddHeldRoot(t testing.TB, path string) uint64 {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	loc, err := AddHeldRootFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return loc
+}
+
+// AddHeldRootFile is AddHeldRoot returning its error.
+func AddHeldRootFile(path string) (uint64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	loc := uint64(fi.Size()/4096 - 1)
 	sb := make([]byte, 4096)
 	if _, err := f.ReadAt(sb, 0); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	last := make([]byte, 4096)
 	if _, err := f.ReadAt(last, int64(loc)*4096); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	for _, c := range last {
 		if c != 0 {
-			t.Fatalf("AddHeldRoot: block %d of %s is in use", loc, path)
+			return 0, fmt.Errorf("AddHeldRoot: block %d of %s is in use", loc, path)
 		}
 	}
 	cp := append([]byte(nil), sb...)
@@ -49,10 +59,10 @@ func AddHeldRoot(t testing.TB, path string) uint64 {
 	binary.LittleEndian.PutUint64(sb[56:], loc)
 	sealSuperblock(sb)
 	if _, err := f.WriteAt(cp, int64(loc)*4096); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	if _, err := f.WriteAt(sb, 0); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	return loc
+	return loc, nil
 }

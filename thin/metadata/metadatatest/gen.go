@@ -1,8 +1,9 @@
-// Package gen generates random thin pools for tests: a model of what the
+// Package metadatatest generates random thin pools for tests of code that
+// reads thin-pool metadata: a model of what the
 // kernel would have written after a workload of creates, snapshots,
 // writes, discards and deletes, rendered as thin_dump's XML and turned
 // into a metadata image with thin_restore.
-package gen
+package metadatatest
 
 import (
 	"bufio"
@@ -313,43 +314,141 @@ func Tool(t testing.TB, name string) string {
 // metadata image there, returning the image's path.
 func (p *Pool) Restore(t testing.TB, dir, name string) string {
 	t.Helper()
-	return RestoreXML(t, p.WriteXML, p.MetaSize, dir, name)
-}
-
-// RestoreXML runs thin_restore on the XML write produces, into a file of
-// size bytes.
-func RestoreXML(t testing.TB, write func(io.Writer) error, size int64, dir, name string) string {
-	t.Helper()
-	tool := Tool(t, "thin_restore")
-	xml := filepath.Join(dir, name+".xml")
-	f, err := os.Create(xml)
+	img, err := RestoreXML(Tool(t, "thin_restore"), p.WriteXML, p.MetaSize, dir, name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// RestoreXML runs thin_restore (the program at tool) on the XML write
+// produces, into a new file of size bytes in dir, and returns the file's
+// path. It is safe to call from several goroutines.
+func RestoreXML(tool string, write func(io.Writer) error, size int64, dir, name string) (string, error) {
+	xml := filepath.Join(dir, name+".xml")
+	f, err := os.Create(xml)
+	if err != nil {
+		return "", err
+	}
 	if err := write(f); err != nil {
-		t.Fatal(err)
+		f.Close()
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
+	defer os.Remove(xml)
 	img := filepath.Join(dir, name+".img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	if out, err := exec.Command(tool, "-q", "-i", xml, "-o", img).CombinedOutput(); err != nil {
-		t.Fatalf("thin_restore %s: %v\n%s", name, err, out)
+		return "", fmt.Errorf("thin_restore %s: %v\n%s", name, err, out)
 	}
-	return img
+	return img, nil
+}
+
+// Image is one corpus pool restored to a file, with what the tools print
+// for it.
+type Image struct {
+	Index int
+	Pool  *Pool
+	Path  string
+	Out   map[string][]byte // tool output by command line ("thin_dump", ...)
+	Held  uint64            // the metadata snapshot's block, or 0
+	Err   error
+}
+
+// Corpus generates n corpus pools (Random(i, CorpusSize(i))), restores
+// each into dir and runs each of cmds on it (argument lists whose last
+// element is replaced by the image path), with a few pools in flight at
+// once since the tools mostly wait on I/O. cmds and snapCmds choose
+// the command lines for each pool. Images arrive in order on the
+// returned channel; the caller removes the files.
+//
+// Every third image (Index%3 == 0) gets a metadata snapshot
+// (AddHeldRootFile) before the commands run, and snapCmds are run on it
+// too, their output stored under "snap:" + Key(cmd); Image.Held is then
+// the snapshot's block.
+func Corpus(tools map[string]string, dir string, n int, cmds, snapCmds func(i int, p *Pool) [][]string) <-chan *Image {
+	const workers, ahead = 8, 16
+	slots := make([]chan *Image, n)
+	for i := range slots {
+		slots[i] = make(chan *Image, 1)
+	}
+	credits := make(chan struct{}, ahead)
+	for i := 0; i < ahead; i++ {
+		credits <- struct{}{}
+	}
+	next := make(chan int)
+	go func() {
+		for i := 0; i < n; i++ {
+			<-credits
+			next <- i
+		}
+		close(next)
+	}()
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := range next {
+				im := &Image{Index: i, Pool: Random(uint64(i), CorpusSize(i)), Out: map[string][]byte{}}
+				im.Path, im.Err = RestoreXML(tools["thin_restore"], im.Pool.WriteXML, im.Pool.MetaSize, dir, Name(i))
+				run := func(prefix string, cmdsOf func(int, *Pool) [][]string) {
+					if cmdsOf == nil {
+						return
+					}
+					for _, c := range cmdsOf(i, im.Pool) {
+						if im.Err != nil {
+							break
+						}
+						args := append(append([]string(nil), c[1:len(c)-1]...), im.Path)
+						out, err := exec.Command(tools[c[0]], args...).Output()
+						if err != nil {
+							im.Err = fmt.Errorf("pool %d: %s: %v", i, c, err)
+						}
+						im.Out[prefix+Key(c)] = out
+					}
+				}
+				if i%3 == 0 && im.Err == nil {
+					im.Held, im.Err = AddHeldRootFile(im.Path)
+				}
+				run("", cmds)
+				if im.Held != 0 {
+					run("snap:", snapCmds)
+				}
+				slots[i] <- im
+			}
+		}()
+	}
+	ch := make(chan *Image, workers)
+	go func() {
+		for _, s := range slots {
+			ch <- <-s
+			credits <- struct{}{}
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+// Key names a command line in Image.Out: its words but the last, joined
+// by spaces.
+func Key(c []string) string {
+	k := c[0]
+	for _, a := range c[1 : len(c)-1] {
+		k += " " + a
+	}
+	return k
 }
 
 // CorpusSize returns the size class of corpus image i: mostly small, some
 // medium, a few with many devices or one deep tree.
 func CorpusSize(i int) Size {
 	switch {
-	case i%40 == 7:
+	case i%50 == 7:
 		return Deep
 	case i%20 == 3:
 		return ManyDevices
