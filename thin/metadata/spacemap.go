@@ -114,7 +114,7 @@ func (m *Metadata) indexEntries(root SpaceMapRoot, meta bool) ([]indexEntry, err
 	if want > m.nrBlocks {
 		return nil, corrupt(0, "superblock", "data space map of %d blocks needs more bitmaps than the metadata device has blocks", root.NrBlocks)
 	}
-	es := make([]indexEntry, 0, want)
+	es := make([]indexEntry, 0, min(want, 1024))
 	var bad error
 	err := m.walk(root.BitmapRoot, indexEntrySize, func(k uint64, v []byte) bool {
 		if k != uint64(len(es)) || k >= want {
