@@ -111,6 +111,7 @@ func openMetadata(path string, opts metadata.Options) (*metadata.Metadata, func(
 	if err != nil {
 		return nil, nil, err
 	}
+	dropCache(f)
 	md, err := metadata.Open(f, opts)
 	if err != nil {
 		f.Close()
