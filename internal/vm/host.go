@@ -82,9 +82,10 @@ func ruleDirs() []string {
 	return []string{"/lib/udev/rules.d", "/usr/lib/udev/rules.d"}
 }
 
-// APTPackages are the Debian packages the VM tier needs besides the kernel.
+// APTPackages are the Debian packages the VM tier needs besides the kernel
+// (kmod: .ci/vm-setup runs depmod on kernels shipped without modules.dep).
 func APTPackages() []string {
-	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static"}
+	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod"}
 }
 
 // FindHost finds everything the VM tier needs. When something is missing it
