@@ -20,8 +20,10 @@
 // setup runs .ci/vm-setup, which installs it all with apt.
 //
 // The THINP_VM_* environment variables of package internal/vm apply
-// (THINP_VM_KERNEL, THINP_VM_MODULES, THINP_VM_CACHE, THINP_VM_TIMEOUT,
-// THINP_VM_ACCEL, ...).
+// (THINP_VM_KERNELS, THINP_VM_KERNEL, THINP_VM_MODULES, THINP_VM_CACHE,
+// THINP_VM_TIMEOUT, THINP_VM_ACCEL, ...). vmrun boots one kernel: the
+// first THINP_VM_KERNELS names (THINP_VM_KERNELS=bullseye), else the
+// default one of .ci/kernels.
 package main
 
 import (
