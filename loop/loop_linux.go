@@ -100,6 +100,9 @@ func (c *Control) add(n int) (int, error) {
 		got, err = ioctlRet(fd, unix.LOOP_CTL_ADD, uintptr(n))
 		return err
 	})
+	if n < 0 && errors.Is(err, unix.EEXIST) {
+		got, err = c.addNumbered()
+	}
 	if err != nil {
 		e := &Error{Op: "control-add", Device: controlPath, Err: err}
 		if n >= 0 {
@@ -108,6 +111,41 @@ func (c *Control) add(n int) (int, error) {
 		return 0, e
 	}
 	return got, nil
+}
+
+// addNumbered is Add(-1) on kernels whose LOOP_CTL_ADD, given a negative
+// number, looks for an unattached device first and answers EEXIST when it
+// finds one instead of creating a device (Linux 5.10's loop_control_ioctl
+// does, through loop_lookup; by 6.1 it always allocates a new number). It asks for the
+// lowest numbers sysfs does not show, as the kernel's allocator would pick,
+// moving on when another process takes one first.
+func (c *Control) addNumbered() (int, error) {
+	used := map[int]bool{}
+	if ents, err := os.ReadDir(sysBlock); err == nil {
+		for _, e := range ents {
+			if v, ok := strings.CutPrefix(e.Name(), "loop"); ok {
+				if k, err := strconv.Atoi(v); err == nil {
+					used[k] = true
+				}
+			}
+		}
+	}
+	var err error
+	for n, tries := 0, 0; tries < 64; n++ {
+		if used[n] {
+			continue
+		}
+		tries++
+		var got int
+		err = c.withFD(func(fd int) (err error) {
+			got, err = ioctlRet(fd, unix.LOOP_CTL_ADD, uintptr(n))
+			return err
+		})
+		if !errors.Is(err, unix.EEXIST) {
+			return got, err
+		}
+	}
+	return 0, err
 }
 
 func (c *Control) remove(n int) error {
