@@ -290,6 +290,17 @@ func cmdCheck(ctx context.Context) int {
 	}
 	fmt.Printf("load:    %s\ntools:   %s\nrules:   %s\n", strings.Join(names, " "),
 		strings.Join(host.Tools, " "), strings.Join(host.Rules, " "))
+	if ks, err := vm.FindKernels(os.Getenv); err == nil {
+		for _, k := range ks {
+			var boots []string
+			for _, b := range k.Boots {
+				boots = append(boots, vm.BootName(b))
+			}
+			fmt.Printf("matrix:  %-9s %s (%s)\n", k.Name, k.Kernel.Release, strings.Join(boots, ", "))
+		}
+	} else {
+		fmt.Printf("matrix:  %v\n", err)
+	}
 	ok, why := vm.KVMUsable(ctx, nil)
 	accel := vm.AccelTCG
 	if ok {
