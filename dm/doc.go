@@ -38,6 +38,36 @@
 // answer (no udevd, another IPC namespace, no dm rules), it manages the
 // /dev/mapper nodes itself and never waits. See [WithUdev].
 //
+// # Kernel versions
+//
+// [Open] needs dm interface 4.16 or newer; [Control.Version]
+// is what the kernel reports. Where an older interface lacks something that
+// libdevmapper emulates, this package emulates it the same way:
+//
+//   - [Control.List] with [WithNamePrefix] or [WithUUIDPrefix]: the kernel
+//     filters from 4.45 on; before, List lists every device and
+//     filters itself.
+//   - uuids in [Control.List]: reported by the kernel from 4.45 on; before,
+//     List asks each listed device with DM_DEV_STATUS (one ioctl per device,
+//     and a device removed meanwhile is left out).
+//   - event counters in [Control.List]: from 4.37 (Linux 4.14) on; before,
+//     from the same DM_DEV_STATUS.
+//   - [Control.TargetVersion]: DM_GET_TARGET_VERSION from 4.41 on; before,
+//     a search of DM_LIST_VERSIONS (which only knows loaded targets).
+//
+// What cannot be emulated fails before any ioctl with an error matching
+// [ErrNotSupported], a [*NotSupportedError] naming the version needed:
+// [Control.Wait] (DM_DEV_ARM_POLL, 4.36, Linux 4.13), [Deferred] removal
+// (4.27), [Control.SetUUID] (4.19), [SecureData] (4.20) and IMA measurements
+// (4.45).
+//
+// Kernels also differ in behaviour the interface version does not show.
+// Debian's 6.1 kernels (dm interface 4.47) intermittently double-free in
+// dm-ima when one device sees DM_TABLE_CLEAR, then a rename, then its
+// removal: the guest oopses in dm_ima_measure_on_device_remove. Avoid
+// clearing the inactive table of a device that is renamed later, or remove
+// and recreate it instead of renaming, on those kernels.
+//
 // # Contexts
 //
 // Methods that wait (udev, EBUSY retries, [Control.Wait]) honour their

@@ -567,10 +567,11 @@ func (c *Control) Deps(ctx context.Context, ref Ref, flags ...Flag) ([]Dev, erro
 // Device is one entry of List.
 type Device struct {
 	Name string
-	UUID string // only from dm interface 4.45 on
+	UUID string // from DM_LIST_DEVICES on dm interface 4.45 on, from DM_DEV_STATUS before
 	Dev  Dev
-	// EventNr is the device's event counter (from interface 4.37 on;
-	// HasEventNr says whether the kernel sent it).
+	// EventNr is the device's event counter (in DM_LIST_DEVICES from
+	// interface 4.37 on, from DM_DEV_STATUS before; HasEventNr says
+	// whether List has it).
 	EventNr    uint32
 	HasEventNr bool
 }
@@ -578,26 +579,24 @@ type Device struct {
 // ListOption filters List.
 type ListOption func(*ioctl.Header)
 
-// WithNamePrefix lists only devices whose name starts with prefix (dm
-// interface 4.45 or newer).
+// WithNamePrefix lists only devices whose name starts with prefix (the
+// kernel filters from dm interface 4.45 on, List itself before).
 func WithNamePrefix(prefix string) ListOption { return func(h *ioctl.Header) { h.Name = prefix } }
 
-// WithUUIDPrefix lists only devices whose uuid starts with prefix (dm
-// interface 4.45 or newer).
+// WithUUIDPrefix lists only devices whose uuid starts with prefix (the
+// kernel filters from dm interface 4.45 on, List itself before).
 func WithUUIDPrefix(prefix string) ListOption { return func(h *ioctl.Header) { h.UUID = prefix } }
 
 // List lists the devices (DM_LIST_DEVICES), in the kernel's order (sorted
-// by name), with their uuids and event counters where the kernel reports
-// them.
+// by name), with their uuids and event counters. Kernels older than dm
+// interface 4.45 neither filter nor report uuids: List then filters
+// itself and asks each device for its uuid (see listEmulated).
 func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error) {
 	r := &ioctl.Request{Cmd: ioctl.CmdListDevices}
 	for _, o := range opts {
 		o(&r.Header)
 	}
 	if r.Header.Name != "" || r.Header.UUID != "" {
-		if !c.version.Has(ioctl.FeatureNameListUUID) {
-			return nil, newError("list", Ref{}, &NotSupportedError{What: "list prefix filters", Need: ioctl.FeatureNameListUUID.MinVersion(), Kernel: c.version})
-		}
 		if err := checkPrefix(r.Header.Name, ioctl.NameLen); err != nil {
 			return nil, newError("list", Ref{}, err)
 		}
@@ -605,9 +604,15 @@ func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error
 			return nil, newError("list", Ref{}, err)
 		}
 	}
-	if c.version.Has(ioctl.FeatureNameListUUID) {
-		r.Header.Flags |= ioctl.FlagUUID
+	if !c.version.Has(ioctl.FeatureNameListUUID) {
+		return c.listEmulated(ctx, r.Header.Name, r.Header.UUID)
 	}
+	r.Header.Flags |= ioctl.FlagUUID
+	return c.listDevices(ctx, r)
+}
+
+// listDevices runs DM_LIST_DEVICES.
+func (c *Control) listDevices(ctx context.Context, r *ioctl.Request) ([]Device, error) {
 	var out []Device
 	err := c.do(ctx, "list", Ref{}, r, func(h *ioctl.Header, b []byte) error {
 		p, err := h.Payload(b)

@@ -72,7 +72,13 @@ var (
 	v4_15 = Version{4, 15, 0} // udev cookies in event_nr
 	v4_16 = Version{4, 16, 0} // DM_QUERY_INACTIVE_TABLE_FLAG
 	v4_27 = Version{4, 27, 0} // DM_DEFERRED_REMOVE, DM_DATA_OUT_FLAG
-	v4_36 = Version{4, 36, 0} // DM_DEV_ARM_POLL
+	// DM_DEV_ARM_POLL: the kernel change that added DM_DEV_ARM_POLL_CMD
+	// to dm-ioctl.c's command table (and poll() on the control node)
+	// raised DM_VERSION_MINOR from 35 to 36, DM_VERSION_EXTRA
+	// "-ioctl (2017-06-09)", in Linux 4.13. 4.37 (Linux 4.14) only moved
+	// event_nr in struct dm_name_list, which DM_DEV_ARM_POLL does not
+	// use, so 4.36 is its minimum, not 4.37.
+	v4_36 = Version{4, 36, 0}
 	v4_37 = Version{4, 37, 0} // event_nr in dm_name_list (4.36 put it at an ABI-dependent offset)
 	v4_41 = Version{4, 41, 0} // DM_GET_TARGET_VERSION
 	v4_45 = Version{4, 45, 0} // uuid in dm_name_list, list prefix filters, IMA

@@ -106,8 +106,11 @@ func (c *Control) AttachFile(ctx context.Context, f *os.File, opts *Options) (*D
 }
 
 // Add asks the kernel to create /dev/loopN (LOOP_CTL_ADD) and returns N. A
-// negative n lets the kernel choose the number. Attach does not need it:
-// the kernel creates devices on demand.
+// negative n creates a new device with the lowest free number. (Older
+// kernels, 5.10 among them, answer a negative n with EEXIST while an
+// unattached device exists; Add then picks the number itself and asks for
+// that.)
+// Attach does not need it: the kernel creates devices on demand.
 func (c *Control) Add(n int) (int, error) {
 	return c.add(n)
 }

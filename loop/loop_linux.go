@@ -102,6 +102,9 @@ func (c *Control) add(n int) (int, error) {
 		got, err = ioctlRet(fd, unix.LOOP_CTL_ADD, uintptr(n))
 		return err
 	})
+	if n < 0 && errors.Is(err, unix.EEXIST) {
+		got, err = c.addNumbered()
+	}
 	if err != nil {
 		e := &Error{Op: "control-add", Device: controlPath, Err: err}
 		if n >= 0 {
@@ -110,6 +113,41 @@ func (c *Control) add(n int) (int, error) {
 		return 0, e
 	}
 	return got, nil
+}
+
+// addNumbered is Add(-1) on kernels whose LOOP_CTL_ADD, given a negative
+// number, looks for an unattached device first and answers EEXIST when it
+// finds one instead of creating a device (Linux 5.10's loop_control_ioctl
+// does, through loop_lookup; by 6.1 it always allocates a new number). It asks for the
+// lowest numbers sysfs does not show, as the kernel's allocator would pick,
+// moving on when another process takes one first.
+func (c *Control) addNumbered() (int, error) {
+	used := map[int]bool{}
+	if ents, err := os.ReadDir(sysBlock); err == nil {
+		for _, e := range ents {
+			if v, ok := strings.CutPrefix(e.Name(), "loop"); ok {
+				if k, err := strconv.Atoi(v); err == nil {
+					used[k] = true
+				}
+			}
+		}
+	}
+	var err error
+	for n, tries := 0, 0; tries < 64; n++ {
+		if used[n] {
+			continue
+		}
+		tries++
+		var got int
+		err = c.withFD(func(fd int) (err error) {
+			got, err = ioctlRet(fd, unix.LOOP_CTL_ADD, uintptr(n))
+			return err
+		})
+		if !errors.Is(err, unix.EEXIST) {
+			return got, err
+		}
+	}
+	return 0, err
 }
 
 func (c *Control) remove(n int) error {
@@ -566,11 +604,12 @@ func missingOptions(want, got Options) []string {
 // for the kernel to finish, so that the failure leaves nothing attached.
 func rollback(lfd, n int) {
 	seq, _ := diskSeq(lfd)
+	id := attachmentOf(lfd, seq)
 	_ = ioctlSet(lfd, unix.LOOP_CLR_FD, 0)
 	closeFD(lfd)
 	ctx, cancel := context.WithTimeout(context.Background(), nodeWait)
 	defer cancel()
-	_ = waitDetached(ctx, n, seq)
+	_ = waitDetached(ctx, n, id)
 }
 
 // openDeviceFD opens a loop device read-write, or read-only where the
@@ -675,6 +714,7 @@ func setCapacity(fd int) error {
 }
 
 func (d *Device) detachLocked(ctx context.Context) error {
+	id := attachmentOf(d.fd, d.seq)
 	for i := 0; ; i++ {
 		err := ioctlSet(d.fd, unix.LOOP_CLR_FD, 0)
 		if err == nil {
@@ -697,20 +737,40 @@ func (d *Device) detachLocked(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, nodeWait)
 	defer cancel()
-	if err := waitDetached(wctx, d.number, d.seq); err != nil {
+	if err := waitDetached(wctx, d.number, id); err != nil {
 		return newKinded(ErrBusy, err, "the device is still open elsewhere; the kernel detaches it on the last close")
 	}
 	return nil
 }
 
-// waitDetached waits until /dev/loopN no longer carries the attachment with
-// disk sequence number seq: the device is unbound, removed, or attached
-// again by someone else (a new sequence number). With seq 0 (kernels before
-// 5.15) only the first two can be seen.
-func waitDetached(ctx context.Context, n int, seq uint64) error {
+// attachID identifies one attachment of a loop device: its disk
+// sequence number, which changes at every attach (Linux 5.15 on), or,
+// where the kernel has none (seq 0: 5.10), the device and inode numbers of
+// the backing file.
+type attachID struct {
+	seq      uint64
+	dev, ino uint64
+}
+
+// attachmentOf identifies the attachment of the loop device open as fd.
+func attachmentOf(fd int, seq uint64) attachID {
+	id := attachID{seq: seq}
+	if seq == 0 {
+		if info, err := getStatus(fd); err == nil {
+			id.dev, id.ino = info.Device, info.Inode
+		}
+	}
+	return id
+}
+
+// waitDetached waits until /dev/loopN no longer carries the attachment id:
+// the device is unbound, removed, or attached again by someone else (a new
+// sequence number or, without one, another backing file; the same file
+// attached again by someone else looks like the old attachment then).
+func waitDetached(ctx context.Context, n int, id attachID) error {
 	dir := sysBlock + "/loop" + strconv.Itoa(n)
 	for i := 0; ; i++ {
-		if !stillAttached(dir, seq) {
+		if !stillAttached(dir, id) {
 			return nil
 		}
 		d := time.Duration(i+1) * 200 * time.Microsecond
@@ -723,19 +783,30 @@ func waitDetached(ctx context.Context, n int, seq uint64) error {
 	}
 }
 
-func stillAttached(dir string, seq uint64) bool {
+func stillAttached(dir string, id attachID) bool {
 	if _, err := os.Stat(dir + "/loop"); err != nil {
 		return false
 	}
-	if seq == 0 {
-		return true
+	if id.seq == 0 {
+		if id.ino == 0 {
+			return true
+		}
+		b, err := os.ReadFile(dir + "/loop/backing_file")
+		if err != nil {
+			return true
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(strings.TrimSuffix(string(b), "\n"), &st); err != nil {
+			return true
+		}
+		return st.Ino == id.ino && uint64(st.Dev) == id.dev
 	}
 	b, err := os.ReadFile(dir + "/diskseq")
 	if err != nil {
 		return true
 	}
 	cur, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return err != nil || cur == seq
+	return err != nil || cur == id.seq
 }
 
 // list returns the status of every attached loop device.

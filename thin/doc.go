@@ -105,6 +105,18 @@
 // package of its own under dm, built the same way: a spec that round-trips
 // with its table line and a status parser that keeps unknown tokens.
 //
+// # Pools made by lvm2
+//
+// [OpenPool] opens a thin pool that lvm2 activated (its thin-pool device is
+// <vg>-<pool>-tpool), and its status, table and thin volumes read as any
+// other pool's. lvm2 records each thin volume's id and the pool's
+// transaction id in its own metadata and checks them at activation, so a
+// pool whose dm uuid starts with "LVM-" refuses create_thin, create_snap,
+// delete, set_transaction_id and transactions with [ErrManagedByLVM]
+// before anything reaches the kernel: make and remove its volumes with
+// lvcreate and lvremove. Reserving and releasing a metadata snapshot stays
+// allowed.
+//
 // # Concurrency
 //
 // A [Pool] is safe for concurrent use; the operations that change the pool

@@ -340,9 +340,12 @@ func modeError(op, pool string, st PoolStatus) *Error {
 	return nil
 }
 
-// checkMessages reads the pool's status and refuses if it would refuse
-// messages.
+// checkMessages refuses messages to a pool LVM manages (checkOwner), then
+// reads the pool's status and refuses if it would refuse messages.
 func (p *Pool) checkMessages(ctx context.Context, op string) (PoolStatus, error) {
+	if err := p.checkOwner(ctx, op); err != nil {
+		return PoolStatus{}, err
+	}
 	st, err := p.status(ctx, op, dm.NoFlush)
 	if err != nil {
 		return st, err

@@ -15,10 +15,15 @@
 //     (./guestinit).
 //  3. BuildImage packs /init, the binaries, each package's testdata/, the
 //     kernel modules (ResolveModules orders them by modules.dep, or by the
-//     modules' .modinfo when dpkg -x left no modules.dep), the tools and a
-//     plan (package proto) into a gzip'd newc cpio written by CPIOWriter.
-//  4. Runner.Boot boots it twice, with and without udevd (the kernel
-//     parameter thinp.udev tells /init). /init mounts proc, sysfs, devtmpfs
+//     modules' .modinfo when dpkg -x left no modules.dep; a kernel whose
+//     modules are compressed with xz or zstd needs modules.dep, which
+//     .ci/vm-setup makes with depmod -b), the tools and a plan (package
+//     proto) into a gzip'd newc cpio written by CPIOWriter.
+//  4. Runner.Boot boots it with and/or without udevd (the kernel
+//     parameter thinp.udev tells /init), on each kernel of the matrix
+//     (FindKernels: the kernels .ci/kernels lists, which .ci/vm-setup
+//     fetches from their Debian suites; TestVM boots 6.1 with and without
+//     udevd, the others without). /init mounts proc, sysfs, devtmpfs
 //     and tmpfs, loads the modules with finit_module, runs each test binary
 //     with -test.v=test2json and THINP_VM=1 THINP_REQUIRE_PRIVILEGED=1
 //     THINP_VM_UDEV=0|1 TMPDIR=/tmp in its package's copied directory, and
@@ -39,7 +44,8 @@
 //
 //	THINP_VM=0              skip TestVM (quick unit-test runs); /init sets THINP_VM=1 in the guest
 //	THINP_REQUIRE_VM=1      TestVM fails instead of skipping when QEMU or a kernel is missing
-//	THINP_VM_KERNEL         a vmlinuz to boot ...
+//	THINP_VM_KERNELS        kernels of .ci/kernels to boot, by name or release (bullseye,sid; default all)
+//	THINP_VM_KERNEL         a vmlinuz to boot instead ...
 //	THINP_VM_MODULES        ... and its lib/modules/<release> directory
 //	THINP_VM_CACHE          where .ci/vm-setup unpacks kernels (default /var/cache/thinp-vm)
 //	THINP_VM_QEMU           qemu-system-x86_64 to use

@@ -53,6 +53,9 @@ func guestTools() []toolSpec {
 			"/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd",
 		}},
 		{name: "busybox", pkg: "busybox-static", optional: true},
+		// lvm2's lvm, for the tests that open pools lvm2 made (they skip
+		// without it).
+		{name: "lvm", pkg: "lvm2", optional: true},
 	}
 }
 
@@ -82,9 +85,11 @@ func ruleDirs() []string {
 	return []string{"/lib/udev/rules.d", "/usr/lib/udev/rules.d"}
 }
 
-// APTPackages are the Debian packages the VM tier needs besides the kernel.
+// APTPackages are the Debian packages the VM tier needs besides the kernel
+// (kmod: .ci/vm-setup runs depmod on kernels shipped without modules.dep;
+// lvm2: the guest's lvm).
 func APTPackages() []string {
-	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static"}
+	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2"}
 }
 
 // FindHost finds everything the VM tier needs. When something is missing it

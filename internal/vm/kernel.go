@@ -47,11 +47,12 @@ type Kernel struct {
 //  1. THINP_VM_KERNEL (a vmlinuz) with THINP_VM_MODULES (its
 //     lib/modules/<release>); without THINP_VM_MODULES the modules are looked
 //     for beside the image's boot directory and in /lib/modules;
-//  2. a kernel that .ci/vm-setup unpacked under THINP_VM_CACHE (default
+//  2. with THINP_VM_KERNELS, the first kernel it names (see FindKernels);
+//  3. a kernel that .ci/vm-setup unpacked under THINP_VM_CACHE (default
 //     /var/cache/thinp-vm), as <cache>/<package>/boot/vmlinuz-<release> and
 //     <cache>/<package>/lib/modules/<release>: the one the symlink
 //     <cache>/current names, else the newest;
-//  3. the newest /boot/vmlinuz-<release> whose /lib/modules/<release> holds a
+//  4. the newest /boot/vmlinuz-<release> whose /lib/modules/<release> holds a
 //     dm-mod module (or has device-mapper built in).
 //
 // getenv is os.Getenv or a stand-in for tests.
@@ -80,6 +81,18 @@ func FindKernel(getenv func(string) string) (*Kernel, error) {
 		}
 		return &Kernel{Image: img, Modules: mods, Release: filepath.Base(mods)}, nil
 	}
+	if selected(getenv("THINP_VM_KERNELS")) != nil {
+		ks, err := FindKernels(getenv)
+		if err != nil {
+			return nil, err
+		}
+		return ks[0].Kernel, nil
+	}
+	return findCachedKernel(getenv)
+}
+
+// findCachedKernel is FindKernel's steps 3 and 4.
+func findCachedKernel(getenv func(string) string) (*Kernel, error) {
 	cache := getenv("THINP_VM_CACHE")
 	if cache == "" {
 		cache = DefaultCache

@@ -165,7 +165,8 @@ func parseModinfo(section []byte) modinfo {
 
 // readModinfo reads the .modinfo section of an uncompressed or gzip'd
 // module. Modules compressed with xz or zstd cannot be read with the
-// standard library; a kernel shipped that way always has modules.dep.
+// standard library: .ci/vm-setup runs depmod -b on such a kernel, whose
+// package ships no modules.dep (its postinst would make one).
 func readModinfo(path string) (modinfo, error) {
 	data, err := readModuleFile(path)
 	if err != nil {
@@ -204,7 +205,7 @@ func readModuleFile(path string) ([]byte, error) {
 		}
 		return io.ReadAll(zr)
 	default:
-		return nil, fmt.Errorf("%s: cannot read an xz or zstd compressed module without modules.dep", path)
+		return nil, fmt.Errorf("%s: cannot read an xz or zstd compressed module without modules.dep (run depmod -b <package root> <release>, as .ci/vm-setup does)", path)
 	}
 }
 

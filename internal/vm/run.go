@@ -98,6 +98,10 @@ type Runner struct {
 	accel string // chosen accelerator, once probed
 	why   string
 	init  string // built guestinit
+	tests struct {
+		key  string   // the packages' import paths
+		bins []string // their test binaries
+	}
 }
 
 // GuestEnv picks from environ (os.Environ's form) what the guest's tests
@@ -167,9 +171,20 @@ func (r *Runner) TestImage(ctx context.Context, pkgs []Package, args []string) (
 	sort.SliceStable(pkgs, func(i, j int) bool {
 		return strings.HasSuffix(pkgs[i].ImportPath, "/internal/testenv") && !strings.HasSuffix(pkgs[j].ImportPath, "/internal/testenv")
 	})
-	bins, err := r.Builder.BuildTests(ctx, pkgs, filepath.Join(r.WorkDir, "tests"))
-	if err != nil {
-		return nil, err
+	// The binaries do not depend on the kernel: a Runner whose Host
+	// changes kernel between images builds them once.
+	var key strings.Builder
+	for _, p := range pkgs {
+		key.WriteString(p.ImportPath + "\n")
+	}
+	bins := r.tests.bins
+	if r.tests.key != key.String() || bins == nil {
+		var err error
+		bins, err = r.Builder.BuildTests(ctx, pkgs, filepath.Join(r.WorkDir, "tests"))
+		if err != nil {
+			return nil, err
+		}
+		r.tests.key, r.tests.bins = key.String(), bins
 	}
 	var ws []Workload
 	for i, p := range pkgs {

@@ -17,10 +17,13 @@ import (
 )
 
 // TestVM is the host side of the VM test tier: it builds the test binaries
-// of every package with a TestIntegration test, boots them in QEMU twice
-// (with and without udevd), reports each guest verdict, and prints one line
-// "vm: N passed, N failed, N skipped" counting the verdicts of guest tests
-// and subtests over both boots.
+// of every package with a TestIntegration test, boots them in QEMU on each
+// kernel FindKernels returns (the matrix of .ci/kernels; THINP_VM_KERNELS
+// picks some), with and/or without udevd as listed, reports each guest
+// verdict, prints after each boot a line "vm <release> udev|no-udev: N
+// passed, N failed, N skipped", and at the end one line "vm: N passed, N
+// failed, N skipped" counting the verdicts of guest tests and subtests over
+// all boots.
 //
 // It skips when QEMU or a kernel is missing (naming what to install),
 // unless THINP_REQUIRE_VM=1, and always under THINP_VM=0 or -short.
@@ -72,6 +75,7 @@ func TestVM(t *testing.T) {
 		r.Console = os.Stdout
 	}
 	r.OnEvent = func(boot string, e proto.Event) {
+		boot = r.Host.Kernel.Release + " " + boot
 		switch e.E {
 		case proto.EvOutput:
 			t.Logf("[%s] output of %s %s:\n%s", boot, e.Job, e.Name, e.Text)
@@ -105,36 +109,51 @@ func TestVM(t *testing.T) {
 		run = "^TestIntegration"
 	}
 	args := append([]string{"-test.run=" + run}, strings.Fields(os.Getenv("THINP_VM_ARGS"))...)
-	img, err := r.TestImage(ctx, pkgs, args)
+	kernels, err := vm.FindKernels(os.Getenv)
 	if err != nil {
+		var m *vm.MissingError
+		if errors.As(err, &m) && os.Getenv("THINP_REQUIRE_VM") != "1" {
+			t.Skip(err)
+		}
 		t.Fatal(err)
 	}
-	accel, why := r.Accel(ctx)
-	t.Logf("built %d test binaries in %.1fs; accelerator %s (%s)", img.Jobs, img.Build.Seconds(), accel, why)
-
 	var outcomes []*vm.Outcome
-	for _, udev := range []bool{true, false} {
-		o, err := r.Boot(ctx, img, udev)
+	for _, k := range kernels {
+		h := *host
+		h.Kernel = k.Kernel
+		r.Host = &h
+		img, err := r.TestImage(ctx, pkgs, args)
 		if err != nil {
 			t.Fatal(err)
 		}
-		outcomes = append(outcomes, o)
-		_, fail, _ := o.Counts()
-		t.Logf("[%s] %s boot %.1fs, total %.1fs, %d tests, %d failed", o.Name(), o.Accel,
-			o.Boot.Seconds(), o.Total.Seconds(), len(o.Tests), fail)
-		for _, e := range o.Errors {
-			t.Errorf("[%s] %s", o.Name(), e)
-		}
-		for _, j := range o.Jobs {
-			if j.Code != 0 {
-				t.Errorf("[%s] %s exited with status %d", o.Name(), j.Name, j.Code)
+		accel, why := r.Accel(ctx)
+		t.Logf("kernel %s (%s): built %d test binaries in %.1fs; accelerator %s (%s)",
+			k.Name, k.Kernel.Release, img.Jobs, img.Build.Seconds(), accel, why)
+		for _, udev := range k.Boots {
+			o, err := r.Boot(ctx, img, udev)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if fail > 0 {
-			t.Errorf("[%s] %d guest tests failed", o.Name(), fail)
-		}
-		if len(o.Errors) > 0 {
-			t.Logf("[%s] end of the console:\n%s", o.Name(), o.ConsoleTail)
+			outcomes = append(outcomes, o)
+			_, fail, _ := o.Counts()
+			boot := k.Kernel.Release + " " + o.Name()
+			t.Logf("[%s] %s boot %.1fs, total %.1fs, %d tests, %d failed", boot, o.Accel,
+				o.Boot.Seconds(), o.Total.Seconds(), len(o.Tests), fail)
+			for _, e := range o.Errors {
+				t.Errorf("[%s] %s", boot, e)
+			}
+			for _, j := range o.Jobs {
+				if j.Code != 0 {
+					t.Errorf("[%s] %s exited with status %d", boot, j.Name, j.Code)
+				}
+			}
+			if fail > 0 {
+				t.Errorf("[%s] %d guest tests failed", boot, fail)
+			}
+			if len(o.Errors) > 0 {
+				t.Logf("[%s] end of the console:\n%s", boot, o.ConsoleTail)
+			}
+			printSummary(t, vm.KernelSummary(k.Kernel.Release, o))
 		}
 	}
 	printSummary(t, vm.Summary(outcomes))

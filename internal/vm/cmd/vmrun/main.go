@@ -20,8 +20,10 @@
 // setup runs .ci/vm-setup, which installs it all with apt.
 //
 // The THINP_VM_* environment variables of package internal/vm apply
-// (THINP_VM_KERNEL, THINP_VM_MODULES, THINP_VM_CACHE, THINP_VM_TIMEOUT,
-// THINP_VM_ACCEL, ...).
+// (THINP_VM_KERNELS, THINP_VM_KERNEL, THINP_VM_MODULES, THINP_VM_CACHE,
+// THINP_VM_TIMEOUT, THINP_VM_ACCEL, ...). vmrun boots one kernel: the
+// first THINP_VM_KERNELS names (THINP_VM_KERNELS=bullseye), else the
+// default one of .ci/kernels.
 package main
 
 import (
@@ -288,6 +290,17 @@ func cmdCheck(ctx context.Context) int {
 	}
 	fmt.Printf("load:    %s\ntools:   %s\nrules:   %s\n", strings.Join(names, " "),
 		strings.Join(host.Tools, " "), strings.Join(host.Rules, " "))
+	if ks, err := vm.FindKernels(os.Getenv); err == nil {
+		for _, k := range ks {
+			var boots []string
+			for _, b := range k.Boots {
+				boots = append(boots, vm.BootName(b))
+			}
+			fmt.Printf("matrix:  %-9s %s (%s)\n", k.Name, k.Kernel.Release, strings.Join(boots, ", "))
+		}
+	} else {
+		fmt.Printf("matrix:  %v\n", err)
+	}
 	ok, why := vm.KVMUsable(ctx, nil)
 	accel := vm.AccelTCG
 	if ok {
