@@ -17,10 +17,11 @@ import (
 
 // Pool is an active thin-pool device. Its methods send the pool's messages,
 // activate its thin devices, resize and reconfigure it, and read its
-// status. A Pool is safe for concurrent use: the operations that change the
-// pool (messages, snapshots, reloads, transactions) are serialised within
-// it. Two Pool values for the same device, or two processes, are not
-// serialised with each other; transactions (Pool.Transaction) detect that.
+// status. A Pool is safe for concurrent use: operations on different thin
+// ids run in parallel, those on one id are ordered, and reloads,
+// transactions and the pool-wide messages run alone. Two Pool values for
+// the same device, or two processes, are not serialised with each other;
+// transactions (Pool.Transaction) detect that.
 type Pool struct {
 	ctl       *dm.Control
 	name      string
@@ -28,8 +29,11 @@ type Pool struct {
 	blockSize dm.Sectors
 	cfg       poolConfig
 
-	mu      sync.Mutex          // serialises changes to the pool
-	origins map[DeviceID]dm.Dev // external origins learnt for thin ids; guarded by mu
+	mu      sync.RWMutex        // held shared by per-id operations, alone by reloads, transactions and pool-wide messages
+	ids     idLocks             // orders the operations on one thin id
+	holders holderCache         // what this package's volumes among the pool's holders map
+	omu     sync.Mutex          // guards origins
+	origins map[DeviceID]dm.Dev // external origins learnt for thin ids
 }
 
 // PoolOption configures CreatePool and OpenPool.
@@ -337,26 +341,21 @@ func createSnapMsg(id, origin DeviceID) string {
 func deleteMsg(id DeviceID) string { return "delete " + strconv.FormatUint(uint64(id), 10) }
 
 // CreateThin creates thin device id in the pool (create_thin), empty and
-// without a size: Activate gives it one. An id that an active thin device
-// of this pool maps is refused before anything is sent; the kernel refuses
-// any other id in use (EEXIST). Both match ErrIDInUse, dm.ErrExists and
-// unix.EEXIST.
+// without a size: Activate gives it one. The kernel refuses an id in use,
+// active or not (EEXIST: an active id exists in the metadata), which
+// matches ErrIDInUse, dm.ErrExists and unix.EEXIST. It costs two ioctls,
+// the pool's status (its mode) and the message, however many devices the
+// host and the pool have.
 func (p *Pool) CreateThin(ctx context.Context, id DeviceID) error {
 	op := createThinMsg(id)
 	if err := validateID("device id", id); err != nil {
 		return invalidFrom(op, p.name, err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id)()
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
-	}
-	active, err := p.activeThins(ctx, op)
-	if err != nil {
-		return err
-	}
-	if d, ok := active.find(id); ok {
-		return idActive(op, p.name, id, d)
 	}
 	return p.message(ctx, op, op, createKinds)
 }
@@ -423,8 +422,9 @@ func (p *Pool) CreateSnapshot(ctx context.Context, id, origin DeviceID, opts ...
 			return invalidFrom(op, p.name, err)
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id, origin)()
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
 	}
@@ -470,7 +470,7 @@ func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c s
 			break
 		}
 	}
-	if known, ok := p.origins[origin]; ok {
+	if known, ok := p.ExternalOrigin(origin); ok {
 		if !ext.IsZero() && ext != known {
 			return false, invalid(op, p.name, ErrOriginMismatch, "external origin", "origin %d descends from external origin %s, not %s", origin, known, ext)
 		}
@@ -495,7 +495,10 @@ func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c s
 		}
 		return msgErr
 	})
-	rerr := p.ensureResumed(ctx, refs)
+	var rerr error
+	if werr != nil { // a resume may have failed
+		rerr = p.ensureResumed(ctx, refs)
+	}
 	switch {
 	case !ran: // a suspend failed: nothing was sent
 		if rerr != nil {
@@ -566,6 +569,8 @@ func joinErr(op, pool string, err, more error) error {
 }
 
 func (p *Pool) learnOrigin(id DeviceID, origin dm.Dev) {
+	p.omu.Lock()
+	defer p.omu.Unlock()
 	if p.origins == nil {
 		p.origins = map[DeviceID]dm.Dev{}
 	}
@@ -575,10 +580,16 @@ func (p *Pool) learnOrigin(id DeviceID, origin dm.Dev) {
 // ExternalOrigin is the external origin this Pool has learnt for thin
 // device id (from Activate or CreateSnapshot), if any.
 func (p *Pool) ExternalOrigin(id DeviceID) (dm.Dev, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.omu.Lock()
+	defer p.omu.Unlock()
 	d, ok := p.origins[id]
 	return d, ok
+}
+
+func (p *Pool) forgetOrigin(id DeviceID) {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	delete(p.origins, id)
 }
 
 // DeleteOption configures Delete.
@@ -602,8 +613,9 @@ func (p *Pool) Delete(ctx context.Context, id DeviceID, opts ...DeleteOption) er
 	if err := validateID("device id", id); err != nil {
 		return invalidFrom(op, p.name, err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id)()
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
 	}
@@ -612,7 +624,7 @@ func (p *Pool) Delete(ctx context.Context, id DeviceID, opts ...DeleteOption) er
 		err = nil
 	}
 	if err == nil {
-		delete(p.origins, id)
+		p.forgetOrigin(id)
 	}
 	return err
 }
@@ -670,7 +682,7 @@ func (p *Pool) Remove(ctx context.Context, flags ...dm.Flag) error {
 // pool. It goes on after a failure and reports every one.
 func (p *Pool) Teardown(ctx context.Context) error {
 	const op = "teardown"
-	active, err := p.activeThins(ctx, op)
+	active, err := p.holderThins(ctx, op, false)
 	if err != nil {
 		return err
 	}
@@ -715,33 +727,10 @@ func (ds thinDevices) find(id DeviceID) (thinDevice, bool) {
 }
 
 // activeThins lists the dm devices whose live tables map thin devices of
-// this pool: DM_LIST_DEVICES, then each device's dependencies, and the
-// table of those that use the pool (so the tables of unrelated devices,
-// dm-crypt keys among them, are never read). Devices that vanish meanwhile
-// are skipped.
+// this pool, from the pool's holders in sysfs (holderThins), trusting the
+// holder cache for this package's volumes.
 func (p *Pool) activeThins(ctx context.Context, op string) (thinDevices, error) {
-	devs, err := p.ctl.List(ctx)
-	if err != nil {
-		return nil, newError(op, p.name, nil, err)
-	}
-	var out thinDevices
-	for _, d := range devs {
-		if d.Dev == p.dev {
-			continue
-		}
-		td, ok, err := p.readThin(ctx, dm.DevNum(d.Dev))
-		if err != nil {
-			if errors.Is(err, dm.ErrNotFound) {
-				continue
-			}
-			return nil, newError(op, p.name, nil, err)
-		}
-		if ok {
-			td.name, td.dev = d.Name, d.Dev
-			out = append(out, td)
-		}
-	}
-	return out, nil
+	return p.holderThins(ctx, op, true)
 }
 
 // readThin reports whether ref's live table maps thin devices of this

@@ -201,7 +201,7 @@ func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, 
 				err, skipped = nil, true
 			}
 			if err == nil {
-				delete(p.origins, o.id)
+				p.forgetOrigin(o.id)
 			}
 		}
 		if err != nil {

@@ -132,21 +132,24 @@ func (p *Pool) Activate(ctx context.Context, name string, id DeviceID, size dm.S
 	if size > maxSize {
 		return nil, invalid(op, p.name, nil, "size", "%d sectors is too large (a negative size?)", size)
 	}
-	p.mu.Lock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id)()
 	origin := c.origin
-	if known, ok := p.origins[id]; ok {
+	if known, ok := p.ExternalOrigin(id); ok {
 		if !origin.IsZero() && origin != known {
-			p.mu.Unlock()
 			return nil, invalid(op, p.name, ErrOriginMismatch, "external origin", "thin id %d descends from external origin %s, not %s", id, known, origin)
 		}
 		origin = known
 	}
-	p.mu.Unlock()
 	spec := ThinSpec{Pool: p.dev, ID: id, ExternalOrigin: origin}
 	if err := spec.Validate(); err != nil {
 		return nil, invalidFrom(op, p.name, err)
 	}
 	var copts []dm.CreateOption
+	if c.uuid == "" {
+		c.uuid = volumeUUID(p.dev, id, name)
+	}
 	if c.uuid != "" {
 		copts = append(copts, dm.WithUUID(c.uuid))
 	}
@@ -158,9 +161,7 @@ func (p *Pool) Activate(ctx context.Context, name string, id DeviceID, size dm.S
 		return nil, p.activateError(ctx, op, err)
 	}
 	if !origin.IsZero() {
-		p.mu.Lock()
 		p.learnOrigin(id, origin)
-		p.mu.Unlock()
 	}
 	return &Volume{pool: p, name: name, id: id, dev: info.Dev, size: size, origin: origin}, nil
 }
@@ -214,7 +215,7 @@ func (p *Pool) volumeOf(td thinDevice) *Volume {
 // Volumes lists the pool's active thin devices (those whose table is a
 // single thin target on this pool), in name order.
 func (p *Pool) Volumes(ctx context.Context) ([]*Volume, error) {
-	active, err := p.activeThins(ctx, "volumes")
+	active, err := p.holderThins(ctx, "volumes", false)
 	if err != nil {
 		return nil, err
 	}
