@@ -264,3 +264,99 @@ func TestVolumeUUID(t *testing.T) {
 		t.Errorf("too long: %q", u)
 	}
 }
+
+// Many goroutines on one Pool: lifecycles and snapshots of active origins
+// on their own ids, all at once (run with -race).
+func TestConcurrentOperations(t *testing.T) {
+	e := newEnv(t)
+	p := e.pool()
+	ctx := e.ctx
+	const workers, rounds = 16, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := DeviceID(1000 * (w + 1))
+			run := func() error {
+				if err := p.CreateThin(ctx, base); err != nil {
+					return err
+				}
+				origin, err := p.Activate(ctx, fmt.Sprintf("o%d", w), base, 4096)
+				if err != nil {
+					return err
+				}
+				for r := range rounds {
+					id := base + 1 + DeviceID(r)
+					if err := p.CreateThin(ctx, id); err != nil {
+						return err
+					}
+					v, err := p.Activate(ctx, fmt.Sprintf("v%d-%d", w, r), id, 4096)
+					if err != nil {
+						return err
+					}
+					if err := origin.Snapshot(ctx, id+500); err != nil {
+						return err
+					}
+					if err := v.Deactivate(ctx); err != nil {
+						return err
+					}
+					if err := p.Delete(ctx, id); err != nil {
+						return err
+					}
+					if err := p.Delete(ctx, id+500); err != nil {
+						return err
+					}
+				}
+				if err := origin.Deactivate(ctx); err != nil {
+					return err
+				}
+				return p.Delete(ctx, base)
+			}
+			if err := run(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("%+v", err)
+	}
+	vols, err := p.Volumes(ctx)
+	ok(t, err)
+	if len(vols) != 0 {
+		t.Errorf("%d volumes left", len(vols))
+	}
+}
+
+// Operations on other ids do not wait for a slow one.
+func TestOtherIDsDoNotWait(t *testing.T) {
+	e := newEnv(t)
+	p := e.pool()
+	ctx := e.ctx
+	ok(t, p.CreateThin(ctx, 1))
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var once sync.Once
+	e.k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
+		if cmd == ioctl.CmdTableLoad && strings.HasPrefix(h.Name, "slow") {
+			once.Do(func() { close(entered) })
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Activate(ctx, "slow", 1, 4096)
+		done <- err
+	}()
+	<-entered
+	// id 1 is held by the activation; id 2 goes ahead.
+	ok(t, p.CreateThin(ctx, 2))
+	ok(t, p.CreateSnapshot(ctx, 3, 2))
+	ok(t, p.Delete(ctx, 3))
+	close(release)
+	ok(t, <-done)
+}
