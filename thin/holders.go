@@ -35,30 +35,35 @@ type holderSource interface {
 	// dmName is the name of dm device d as sysfs shows it
 	// (/sys/dev/block/<maj>:<min>/dm/name).
 	dmName(d dm.Dev) (string, error)
+	// watchHolders makes holdersStamp change whenever a holder link of d
+	// is added or removed; holdersStamp reads it. Without it (an error),
+	// the holders are listed every time.
+	watchHolders(d dm.Dev) error
+	holdersStamp(d dm.Dev) (holderStamp, error)
 }
 
-// holderCache remembers what the pool's holders map, for the holders that
-// are volumes this package activated (volumeUUID): those are trusted not
-// to change their thin id while their link lives. Other holders are read
-// again each time.
+// holderStamp is what changes when a holders directory changes: its
+// modification and change times.
+type holderStamp [4]int64
+
+// holderCache is the pool's view of its holders: the last listing and the
+// stamp it was taken at, and what the holders that are volumes this
+// package activated (volumeUUID) map, indexed by thin id. Those are
+// trusted not to change their thin id while their link lives; every other
+// holder (untrusted) is read again each time it matters.
 type holderCache struct {
 	mu sync.Mutex
-	m  map[uint32]cachedHolder // by minor
 	// checked: sysfs was asked once whether it shows this pool; usable:
-	// it does (not a sysfs of another host or container).
-	checked, usable bool
-}
+	// it does (not a sysfs of another host or container). watched: the
+	// holders directory's stamp moves with its entries.
+	checked, usable, watched bool
 
-// usable reports whether src shows the pool itself at its device number,
-// asking once per Pool.
-func (c *holderCache) usableFor(src holderSource, dev dm.Dev, name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.checked {
-		n, err := src.dmName(dev)
-		c.checked, c.usable = true, err == nil && n == name
-	}
-	return c.usable
+	stamp     holderStamp
+	haveStamp bool
+	links     []holderLink            // the listing at stamp
+	untrusted []holderLink            // the entries of links not in m
+	m         map[uint32]cachedHolder // trusted holders by minor
+	byID      map[DeviceID]map[uint32]struct{}
 }
 
 type cachedHolder struct {
@@ -66,42 +71,94 @@ type cachedHolder struct {
 	td   thinDevice
 }
 
-func (c *holderCache) get(l holderLink) (thinDevice, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h, ok := c.m[l.minor]
-	if !ok || h.link != l.link {
-		return thinDevice{}, false
+// usableFor reports whether src shows the pool itself at its device
+// number, asking once per Pool, and sets up the stamp.
+func (c *holderCache) usableFor(src holderSource, dev dm.Dev, name string) bool {
+	if !c.checked {
+		n, err := src.dmName(dev)
+		c.checked, c.usable = true, err == nil && n == name
+		if c.usable {
+			c.watched = src.watchHolders(dev) == nil
+		}
 	}
-	return h.td, true
+	return c.usable
 }
 
-func (c *holderCache) put(l holderLink, td thinDevice) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[uint32]cachedHolder{}
+// refresh brings links up to date: a stat of the holders directory, and
+// a listing only when its stamp moved (or cannot be trusted). The stamp is
+// read before the listing, so a change that races with the listing moves
+// the stamp past the one kept.
+func (c *holderCache) refresh(src holderSource, dev dm.Dev) error {
+	var st holderStamp
+	stamped := false
+	if c.watched {
+		var err error
+		st, err = src.holdersStamp(dev)
+		stamped = err == nil
+		if stamped && c.haveStamp && st == c.stamp {
+			return nil
+		}
 	}
-	c.m[l.minor] = cachedHolder{link: l.link, td: td}
+	links, err := src.holders(dev)
+	if err != nil {
+		c.haveStamp = false
+		return err
+	}
+	c.stamp, c.haveStamp = st, stamped
+	c.links = links
+	c.prune()
+	return nil
 }
 
-// prune forgets the holders that are not in links (any more, or with
-// another link: another device with the same minor).
-func (c *holderCache) prune(links []holderLink) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) == 0 {
-		return
-	}
-	live := make(map[uint32]uint64, len(links))
-	for _, l := range links {
+// prune forgets the trusted holders that are not in links (any more, or
+// with another link: another device with the same minor), and lists the
+// untrusted ones.
+func (c *holderCache) prune() {
+	live := make(map[uint32]uint64, len(c.links))
+	for _, l := range c.links {
 		live[l.minor] = l.link
 	}
 	for minor, h := range c.m {
 		if link, ok := live[minor]; !ok || link != h.link {
-			delete(c.m, minor)
+			c.drop(minor)
 		}
 	}
+	c.untrusted = c.untrusted[:0]
+	for _, l := range c.links {
+		if h, ok := c.m[l.minor]; !ok || h.link != l.link {
+			c.untrusted = append(c.untrusted, l)
+		}
+	}
+}
+
+func (c *holderCache) drop(minor uint32) {
+	h, ok := c.m[minor]
+	if !ok {
+		return
+	}
+	delete(c.m, minor)
+	for _, s := range h.td.specs {
+		delete(c.byID[s.ID], minor)
+		if len(c.byID[s.ID]) == 0 {
+			delete(c.byID, s.ID)
+		}
+	}
+}
+
+func (c *holderCache) trust(l holderLink, td thinDevice) {
+	c.drop(l.minor)
+	if c.m == nil {
+		c.m = map[uint32]cachedHolder{}
+		c.byID = map[DeviceID]map[uint32]struct{}{}
+	}
+	c.m[l.minor] = cachedHolder{link: l.link, td: td}
+	for _, s := range td.specs {
+		if c.byID[s.ID] == nil {
+			c.byID[s.ID] = map[uint32]struct{}{}
+		}
+		c.byID[s.ID][l.minor] = struct{}{}
+	}
+	c.untrusted = slices.DeleteFunc(c.untrusted, func(u holderLink) bool { return u == l })
 }
 
 // volumeUUIDPrefix starts the dm uuid Activate gives a volume when the
@@ -140,28 +197,31 @@ func volumeUUIDID(uuid string, pool dm.Dev) (DeviceID, bool) {
 	return DeviceID(id), true
 }
 
-// activeThins lists the dm devices whose live tables map thin devices of
-// this pool. With cached, volumes this package activated are taken from
-// the holder cache when their sysfs link is the one seen before; every
-// other holder is read (DM_DEV_STATUS, DM_TABLE_DEPS, DM_TABLE_STATUS).
-// Without sysfs it falls back to hostThins.
-func (p *Pool) holderThins(ctx context.Context, op string, cached bool) (thinDevices, error) {
+// holderThins lists the dm devices whose live tables map thin devices of
+// this pool, from the pool's holders in sysfs. With ids, only those that
+// map one of ids, taking this package's volumes from the holder cache and
+// reading only the other holders (DM_DEV_STATUS, DM_TABLE_DEPS,
+// DM_TABLE_STATUS each): O(1) ioctls when every holder is this package's,
+// and a stat of the holders directory, plus a listing of it when it
+// changed. Without ids, every holder is read. Without sysfs it falls back
+// to hostThins.
+func (p *Pool) holderThins(ctx context.Context, op string, ids ...DeviceID) (thinDevices, error) {
 	src, ok := p.cfg.host.(holderSource)
-	if !ok || !p.holders.usableFor(src, p.dev, p.name) {
-		return p.hostThins(ctx, op)
+	if !ok {
+		return p.hostThins(ctx, op, ids)
 	}
-	links, err := src.holders(p.dev)
-	if err != nil {
-		return p.hostThins(ctx, op)
+	c := &p.holders
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.usableFor(src, p.dev, p.name) || c.refresh(src, p.dev) != nil {
+		return p.hostThins(ctx, op, ids)
+	}
+	todo := c.untrusted
+	if len(ids) == 0 {
+		todo = c.links
 	}
 	var out thinDevices
-	for _, l := range links {
-		if cached {
-			if td, ok := p.holders.get(l); ok {
-				out = append(out, td)
-				continue
-			}
-		}
+	for _, l := range slices.Clone(todo) {
 		td, ok, trusted, err := p.readHolder(ctx, l.minor)
 		if err != nil {
 			if errors.Is(err, dm.ErrNotFound) { // gone meanwhile
@@ -170,17 +230,36 @@ func (p *Pool) holderThins(ctx context.Context, op string, cached bool) (thinDev
 			return nil, newError(op, p.name, nil, err)
 		}
 		if trusted {
-			p.holders.put(l, td)
+			c.trust(l, td)
 		}
-		if ok {
+		if ok && td.mapsAny(ids) {
 			out = append(out, td)
 		}
 	}
-	p.holders.prune(links)
+	for _, id := range ids {
+		for minor := range c.byID[id] {
+			if !slices.ContainsFunc(out, func(d thinDevice) bool { return d.dev.Minor == minor }) {
+				out = append(out, c.m[minor].td)
+			}
+		}
+	}
 	if len(out) > 1 {
 		slices.SortFunc(out, func(a, b thinDevice) int { return strings.Compare(a.name, b.name) })
 	}
 	return out, nil
+}
+
+// mapsAny reports whether td maps one of ids; every id when there are none.
+func (td thinDevice) mapsAny(ids []DeviceID) bool {
+	if len(ids) == 0 {
+		return true
+	}
+	for _, s := range td.specs {
+		if slices.Contains(ids, s.ID) {
+			return true
+		}
+	}
+	return false
 }
 
 // readHolder reads holder dm-<minor> of the pool: whether its live table
@@ -208,7 +287,7 @@ func (p *Pool) readHolder(ctx context.Context, minor uint32) (td thinDevice, ok,
 // of those that use the pool (so the tables of unrelated devices, dm-crypt
 // keys among them, are never read). Devices that vanish meanwhile are
 // skipped. It costs 2N+1 ioctls for N dm devices.
-func (p *Pool) hostThins(ctx context.Context, op string) (thinDevices, error) {
+func (p *Pool) hostThins(ctx context.Context, op string, ids []DeviceID) (thinDevices, error) {
 	devs, err := p.ctl.List(ctx)
 	if err != nil {
 		return nil, newError(op, p.name, nil, err)
@@ -225,7 +304,7 @@ func (p *Pool) hostThins(ctx context.Context, op string) (thinDevices, error) {
 			}
 			return nil, newError(op, p.name, nil, err)
 		}
-		if ok {
+		if ok && td.mapsAny(ids) {
 			td.name, td.dev = d.Name, d.Dev
 			out = append(out, td)
 		}

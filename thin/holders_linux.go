@@ -22,7 +22,7 @@ var direntBufs = sync.Pool{New: func() any { b := make([]byte, 8192); return &b 
 // (open, two getdents64, close) for a pool with a few hundred holders;
 // os.ReadDir would add an lstat per entry to get the inode.
 func (h sysHost) holders(d dm.Dev) ([]holderLink, error) {
-	dir := filepath.Join(h.sysDir, "dev/block", d.String(), "holders")
+	dir := h.holdersDir(d)
 	fd, err := openDir(dir)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
@@ -51,6 +51,34 @@ func (h sysHost) holders(d dm.Dev) ([]holderLink, error) {
 func (h sysHost) dmName(d dm.Dev) (string, error) {
 	b, err := os.ReadFile(filepath.Join(h.sysDir, "dev/block", d.String(), "dm/name"))
 	return strings.TrimSuffix(string(b), "\n"), err
+}
+
+func (h sysHost) holdersDir(d dm.Dev) string {
+	return filepath.Join(h.sysDir, "dev/block", d.String(), "holders")
+}
+
+// watchHolders sets the holders directory's times (utimensat, as touch
+// does). sysfs (kernfs) keeps times for a node only once they have been
+// set; from then on it stamps the directory with the time of every entry
+// added or removed, so a stat tells whether the holders changed.
+func (h sysHost) watchHolders(d dm.Dev) error {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, h.holdersDir(d), ts, 0)
+}
+
+// holdersStamp is the holders directory's mtime and ctime: one stat.
+func (h sysHost) holdersStamp(d dm.Dev) (holderStamp, error) {
+	var st unix.Stat_t
+	for {
+		err := unix.Stat(h.holdersDir(d), &st)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return holderStamp{}, err
+		}
+		return holderStamp{st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec}, nil
+	}
 }
 
 func openDir(dir string) (int, error) {

@@ -16,3 +16,9 @@ func (h sysHost) holders(d dm.Dev) ([]holderLink, error) {
 func (h sysHost) dmName(d dm.Dev) (string, error) {
 	return "", errors.New("no sysfs outside Linux")
 }
+
+func (h sysHost) watchHolders(d dm.Dev) error { return errors.New("no sysfs outside Linux") }
+
+func (h sysHost) holdersStamp(d dm.Dev) (holderStamp, error) {
+	return holderStamp{}, errors.New("no sysfs outside Linux")
+}

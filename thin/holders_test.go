@@ -25,6 +25,12 @@ func (h *fakeHost) holders(d dm.Dev) ([]holderLink, error) {
 	return out, nil
 }
 
+func (h *fakeHost) watchHolders(d dm.Dev) error { return nil }
+
+func (h *fakeHost) holdersStamp(d dm.Dev) (holderStamp, error) {
+	return holderStamp{int64(h.k.HoldersStamp(d.Major, d.Minor))}, nil
+}
+
 func (h *fakeHost) dmName(d dm.Dev) (string, error) {
 	info, err := h.k.DeviceName(d.Major, d.Minor)
 	return info, err

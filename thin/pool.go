@@ -428,7 +428,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, id, origin DeviceID, opts ...
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
 	}
-	active, err := p.activeThins(ctx, op)
+	active, err := p.activeThins(ctx, op, id, origin)
 	if err != nil {
 		return err
 	}
@@ -682,7 +682,7 @@ func (p *Pool) Remove(ctx context.Context, flags ...dm.Flag) error {
 // pool. It goes on after a failure and reports every one.
 func (p *Pool) Teardown(ctx context.Context) error {
 	const op = "teardown"
-	active, err := p.holderThins(ctx, op, false)
+	active, err := p.holderThins(ctx, op)
 	if err != nil {
 		return err
 	}
@@ -726,11 +726,10 @@ func (ds thinDevices) find(id DeviceID) (thinDevice, bool) {
 	return thinDevice{}, false
 }
 
-// activeThins lists the dm devices whose live tables map thin devices of
-// this pool, from the pool's holders in sysfs (holderThins), trusting the
-// holder cache for this package's volumes.
-func (p *Pool) activeThins(ctx context.Context, op string) (thinDevices, error) {
-	return p.holderThins(ctx, op, true)
+// activeThins lists the dm devices whose live tables map thin devices ids
+// of this pool (holderThins).
+func (p *Pool) activeThins(ctx context.Context, op string, ids ...DeviceID) (thinDevices, error) {
+	return p.holderThins(ctx, op, ids...)
 }
 
 // readThin reports whether ref's live table maps thin devices of this

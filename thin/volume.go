@@ -215,7 +215,7 @@ func (p *Pool) volumeOf(td thinDevice) *Volume {
 // Volumes lists the pool's active thin devices (those whose table is a
 // single thin target on this pool), in name order.
 func (p *Pool) Volumes(ctx context.Context) ([]*Volume, error) {
-	active, err := p.holderThins(ctx, "volumes", false)
+	active, err := p.holderThins(ctx, "volumes")
 	if err != nil {
 		return nil, err
 	}

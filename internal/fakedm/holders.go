@@ -1,8 +1,10 @@
 package fakedm
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +39,10 @@ type linkKey struct {
 func (k *Kernel) Holders(major, minor uint32) []Holder {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	return k.holders(major, minor)
+}
+
+func (k *Kernel) holders(major, minor uint32) []Holder {
 	key := devKey{major, minor}
 	if k.links == nil {
 		k.links = map[linkKey]uint64{}
@@ -74,4 +80,35 @@ func (k *Kernel) DeviceName(major, minor uint32) (string, error) {
 		return "", unix.ENOENT
 	}
 	return d.name, nil
+}
+
+// HoldersStamp is what a stat of the holders directory of major:minor
+// tells: a number that changes whenever its entries (Holders) change.
+//
+// Differs from the kernel: the kernel stamps the directory with the time
+// of each change (once its times have been set); the fake compares the
+// entries with those of the previous call.
+func (k *Kernel) HoldersStamp(major, minor uint32) uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var b strings.Builder
+	for _, h := range k.holders(major, minor) {
+		fmt.Fprintf(&b, "%d/%d ", h.Minor, h.Link)
+	}
+	key := devKey{major, minor}
+	if k.stamps == nil {
+		k.stamps = map[devKey]holderStamp{}
+	}
+	st := k.stamps[key]
+	if st.set != b.String() {
+		k.nextLink++
+		st = holderStamp{set: b.String(), n: k.nextLink}
+		k.stamps[key] = st
+	}
+	return st.n
+}
+
+type holderStamp struct {
+	set string
+	n   uint64
 }

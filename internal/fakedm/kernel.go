@@ -40,6 +40,7 @@ type Kernel struct {
 	calls []Call
 
 	links    map[linkKey]uint64 // sysfs holder links seen by Holders
+	stamps   map[devKey]holderStamp
 	nextLink uint64
 }
 
