@@ -102,7 +102,11 @@ func WithExternalOrigin(origin dm.Dev) ActivateOption {
 	return func(c *activateConfig) { c.origin = origin }
 }
 
-// WithVolumeUUID gives the volume's dm device a uuid.
+// WithVolumeUUID gives the volume's dm device a uuid. Without it the
+// volume gets THINP-thin-<pool major>:<pool minor>-<thin id>-<name>, by
+// which the pool recognises its own volumes among its holders (see "Finding
+// active thin devices" in the package documentation); a volume with
+// another uuid is read again at each snapshot of its pool.
 func WithVolumeUUID(uuid string) ActivateOption { return func(c *activateConfig) { c.uuid = uuid } }
 
 // ReadOnlyVolume activates the volume read-only.
