@@ -40,9 +40,13 @@
 //
 // Input is checked before anything is sent: a block size that is not a
 // multiple of 128 sectors in [128, 2097152], a low water mark at or past
-// the pool's size, an id of 2^24 or more, an id an active thin device of the
-// pool maps, a zero or negative size, a pool that would shrink, a change the
-// kernel refuses on a live pool. Messages are refused, as the kernel would
+// the pool's size, an id of 2^24 or more, a snapshot onto an id an active
+// thin device of the pool maps, a zero or negative size, a pool that would
+// shrink, a change the kernel refuses on a live pool. Where the kernel
+// answers a question itself, its answer is used instead of a search: an id
+// in use for create_thin and create_snap (EEXIST; an active id exists in
+// the metadata too), an open id for delete (EBUSY), an unknown id
+// (ENODATA). Messages are refused, as the kernel would
 // refuse them, when the pool is read-only, failed or needs checking
 // ([ErrPoolReadOnly], [ErrPoolFailed], [ErrNeedsCheck]).
 //
@@ -50,6 +54,53 @@
 // the origins it suspended even when create_snap fails, and a reload the
 // kernel refuses at resume (a pool resized below its data, for instance)
 // is rolled back to the previous table by [dm.Control.Reload].
+//
+// # Finding active thin devices
+//
+// A snapshot of an active origin needs every dm device that maps the
+// origin's thin id suspended, whoever activated it (this package, dmsetup,
+// lvm2, another process); [Pool.Teardown] and [Pool.Volumes] need every
+// device that maps a thin id of the pool. A pool finds them without looking
+// at the host's other dm devices, at a cost that does not grow with their
+// number, nor, in the common case, with the pool's own volumes:
+//
+//   - The kernel links every dm device whose table (live or inactive) uses
+//     the pool into the pool's holders directory in sysfs,
+//     /sys/dev/block/MAJ:MIN/holders/dm-N. Those are the only candidates.
+//   - Once per Pool, the directory's times are set (as touch does). From
+//     then on sysfs stamps the directory with the time of every entry added
+//     or removed, so one stat tells whether the holders changed; only then
+//     is the directory listed again (getdents64, no ioctls).
+//   - A volume this package activates gets the uuid
+//     THINP-thin-<pool major>:<pool minor>-<thin id>-<name> unless the
+//     caller gives one. A holder with such a uuid, whose live table is the
+//     one thin target that uuid names, is read once (DM_DEV_STATUS,
+//     DM_TABLE_DEPS, DM_TABLE_STATUS) and then trusted, indexed by thin id,
+//     for as long as its holder link lives. Every other holder (activated
+//     by another tool, or still loading) is read again whenever a snapshot
+//     or transaction needs the answer, so a reload by another tool is seen.
+//
+// So create_thin and delete cost two ioctls (the pool's status, for its
+// mode, and the message); create_snap of an inactive origin the same plus a
+// stat; of an active origin also DM_DEV_STATUS of the origin (a device the
+// caller suspended stays so) and of the pool (suspending the origin of a
+// suspended pool would block), then suspend, message and resume; and three
+// ioctls for each holder that is not this package's volume, or that is new
+// since the last look.
+//
+// Staleness: the entry's inode number identifies the holder link, and
+// sysfs never reuses one, so a device removed and another created with the
+// same minor (and a table on this pool) is a new holder, read afresh.
+// Trusting this package's volumes assumes nobody reloads one of them to
+// another thin id while keeping its uuid; reloads of other devices are
+// always seen. Where sysfs is not there, or does not show this pool (a
+// container with another host's /sys, [WithSysDir] pointing elsewhere, a
+// directory whose times cannot be set), the pool falls back to listing
+// holders every time, or to the scan of every dm device of the host (2N+1
+// ioctls), so it never misses an origin for want of sysfs. A device that
+// starts using the pool after the search, while create_snap runs, is not
+// suspended: activations through the same Pool are ordered with snapshots
+// of their id (see Concurrency), others are the caller's to order.
 //
 // # Errors
 //
@@ -119,9 +170,16 @@
 //
 // # Concurrency
 //
-// A [Pool] is safe for concurrent use; the operations that change the pool
-// are serialised within it. Separate Pool values or processes are not
-// serialised with each other: transactions detect their interference
-// through the transaction id. Methods that wait honour their context; an
-// ioctl already in the kernel cannot be interrupted.
+// A [Pool] is safe for concurrent use. Operations on different thin ids
+// (CreateThin, CreateSnapshot, Delete, Activate) run in parallel: the
+// kernel serialises the pool's messages itself, and device creation and
+// removal, with their RCU waits, overlap. Operations on one id are ordered
+// by a lock per id; a snapshot holds both its id's and its origin's, so no
+// activation of the origin through the Pool slips in between finding and
+// suspending the origin's devices. Reloads, transactions and the pool-wide
+// messages (set_transaction_id, the metadata snapshot) run alone. Separate
+// Pool values or processes are not serialised with each other:
+// transactions detect their interference through the transaction id.
+// Methods that wait honour their context; an ioctl already in the kernel
+// cannot be interrupted.
 package thin

@@ -1,7 +1,6 @@
 package thin
 
 import (
-	"context"
 	"errors"
 	"strings"
 
@@ -32,19 +31,17 @@ var metadataSnapOps = []string{"reserve_metadata_snap", "release_metadata_snap"}
 // until the metadata is repaired by hand. Such pools are opened, read and
 // watched like any other; their thin volumes are made and deleted with
 // lvcreate and lvremove.
-func (p *Pool) checkOwner(ctx context.Context, op string) error {
+func (p *Pool) checkOwner(op string) error {
 	for _, ok := range metadataSnapOps {
 		if strings.HasPrefix(op, ok) {
 			return nil
 		}
 	}
-	info, err := p.ctl.Info(ctx, p.ref())
-	if err != nil {
-		return wrap(op, p.name, err, nil)
-	}
-	if strings.HasPrefix(info.UUID, lvmUUIDPrefix) {
+	// The uuid was read when the Pool was made: the kernel sets a device's
+	// uuid at most once, so this costs no ioctl.
+	if strings.HasPrefix(p.uuid, lvmUUIDPrefix) {
 		return refused(op, p.name, ErrManagedByLVM, unix.EPERM,
-			"dm uuid %s: lvm2 keeps this pool's thin ids and transaction id in its own metadata; use lvcreate and lvremove", info.UUID)
+			"dm uuid %s: lvm2 keeps this pool's thin ids and transaction id in its own metadata; use lvcreate and lvremove", p.uuid)
 	}
 	return nil
 }

@@ -15,10 +15,11 @@ import (
 
 // Pool is an active thin-pool device. Its methods send the pool's messages,
 // activate its thin devices, resize and reconfigure it, and read its
-// status. A Pool is safe for concurrent use: the operations that change the
-// pool (messages, snapshots, reloads, transactions) are serialised within
-// it. Two Pool values for the same device, or two processes, are not
-// serialised with each other; transactions (Pool.Transaction) detect that.
+// status. A Pool is safe for concurrent use: operations on different thin
+// ids run in parallel, those on one id are ordered, and reloads,
+// transactions and the pool-wide messages run alone. Two Pool values for
+// the same device, or two processes, are not serialised with each other;
+// transactions (Pool.Transaction) detect that.
 type Pool struct {
 	ctl       *dm.Control
 	name      string
@@ -26,10 +27,14 @@ type Pool struct {
 	meta      dm.Dev // the metadata and data devices: fixed for a live pool
 	data      dm.Dev
 	blockSize dm.Sectors
+	uuid      string // the pool device's dm uuid, which the kernel never changes once set
 	cfg       poolConfig
 
-	mu      sync.Mutex          // serialises changes to the pool
-	origins map[DeviceID]dm.Dev // external origins learnt for thin ids; guarded by mu
+	mu      sync.RWMutex        // held shared by per-id operations, alone by reloads, transactions and pool-wide messages
+	ids     idLocks             // orders the operations on one thin id
+	holders holderCache         // what this package's volumes among the pool's holders map
+	omu     sync.Mutex          // guards origins
+	origins map[DeviceID]dm.Dev // external origins learnt for thin ids
 }
 
 // PoolOption configures CreatePool and OpenPool.
@@ -185,7 +190,7 @@ func CreatePool(ctx context.Context, ctl *dm.Control, name string, spec PoolSpec
 		}
 		return nil, newError(op, name, kind, err)
 	}
-	return &Pool{ctl: ctl, name: name, dev: info.Dev, meta: spec.Metadata, data: spec.Data, blockSize: spec.BlockSize, cfg: cfg}, nil
+	return &Pool{ctl: ctl, name: name, dev: info.Dev, meta: spec.Metadata, data: spec.Data, blockSize: spec.BlockSize, uuid: info.UUID, cfg: cfg}, nil
 }
 
 // OpenPool returns the existing pool device name. A device whose live table
@@ -205,7 +210,7 @@ func OpenPool(ctx context.Context, ctl *dm.Control, name string, opts ...PoolOpt
 	if err != nil {
 		return nil, failed(op, name, ErrNotPool, dm.Name(name), err)
 	}
-	return &Pool{ctl: ctl, name: name, dev: info.Dev, meta: spec.Metadata, data: spec.Data, blockSize: spec.BlockSize, cfg: cfg}, nil
+	return &Pool{ctl: ctl, name: name, dev: info.Dev, meta: spec.Metadata, data: spec.Data, blockSize: spec.BlockSize, uuid: info.UUID, cfg: cfg}, nil
 }
 
 // Name is the pool device's name.
@@ -343,7 +348,7 @@ func modeError(op, pool string, st PoolStatus) *Error {
 // checkMessages refuses messages to a pool LVM manages (checkOwner), then
 // reads the pool's status and refuses if it would refuse messages.
 func (p *Pool) checkMessages(ctx context.Context, op string) (PoolStatus, error) {
-	if err := p.checkOwner(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return PoolStatus{}, err
 	}
 	st, err := p.status(ctx, op, dm.NoFlush)
@@ -394,26 +399,21 @@ func createSnapMsg(id, origin DeviceID) string {
 func deleteMsg(id DeviceID) string { return "delete " + strconv.FormatUint(uint64(id), 10) }
 
 // CreateThin creates thin device id in the pool (create_thin), empty and
-// without a size: Activate gives it one. An id that an active thin device
-// of this pool maps is refused before anything is sent; the kernel refuses
-// any other id in use (EEXIST). Both match ErrIDInUse, dm.ErrExists and
-// unix.EEXIST.
+// without a size: Activate gives it one. The kernel refuses an id in use,
+// active or not (EEXIST: an active id exists in the metadata), which
+// matches ErrIDInUse, dm.ErrExists and unix.EEXIST. It costs two ioctls,
+// the pool's status (its mode) and the message, however many devices the
+// host and the pool have.
 func (p *Pool) CreateThin(ctx context.Context, id DeviceID) error {
 	op := createThinMsg(id)
 	if err := validateID("device id", id); err != nil {
 		return invalidFrom(op, p.name, err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id)()
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
-	}
-	active, err := p.activeThins(ctx, op)
-	if err != nil {
-		return err
-	}
-	if d, ok := active.find(id); ok {
-		return idActive(op, p.name, id, d)
 	}
 	return p.message(ctx, op, op, createKinds)
 }
@@ -480,12 +480,13 @@ func (p *Pool) CreateSnapshot(ctx context.Context, id, origin DeviceID, opts ...
 			return invalidFrom(op, p.name, err)
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id, origin)()
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
 	}
-	active, err := p.activeThins(ctx, op)
+	active, err := p.activeThins(ctx, op, id, origin)
 	if err != nil {
 		return err
 	}
@@ -527,7 +528,7 @@ func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c s
 			break
 		}
 	}
-	if known, ok := p.origins[origin]; ok {
+	if known, ok := p.ExternalOrigin(origin); ok {
 		if !ext.IsZero() && ext != known {
 			return false, invalid(op, p.name, ErrOriginMismatch, "external origin", "origin %d descends from external origin %s, not %s", origin, known, ext)
 		}
@@ -552,7 +553,10 @@ func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c s
 		}
 		return msgErr
 	})
-	rerr := p.ensureResumed(ctx, refs)
+	var rerr error
+	if werr != nil { // a resume may have failed
+		rerr = p.ensureResumed(ctx, refs)
+	}
 	switch {
 	case !ran: // a suspend failed: nothing was sent
 		if rerr != nil {
@@ -623,6 +627,8 @@ func joinErr(op, pool string, err, more error) error {
 }
 
 func (p *Pool) learnOrigin(id DeviceID, origin dm.Dev) {
+	p.omu.Lock()
+	defer p.omu.Unlock()
 	if p.origins == nil {
 		p.origins = map[DeviceID]dm.Dev{}
 	}
@@ -632,10 +638,16 @@ func (p *Pool) learnOrigin(id DeviceID, origin dm.Dev) {
 // ExternalOrigin is the external origin this Pool has learnt for thin
 // device id (from Activate or CreateSnapshot), if any.
 func (p *Pool) ExternalOrigin(id DeviceID) (dm.Dev, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.omu.Lock()
+	defer p.omu.Unlock()
 	d, ok := p.origins[id]
 	return d, ok
+}
+
+func (p *Pool) forgetOrigin(id DeviceID) {
+	p.omu.Lock()
+	defer p.omu.Unlock()
+	delete(p.origins, id)
 }
 
 // DeleteOption configures Delete.
@@ -659,8 +671,9 @@ func (p *Pool) Delete(ctx context.Context, id DeviceID, opts ...DeleteOption) er
 	if err := validateID("device id", id); err != nil {
 		return invalidFrom(op, p.name, err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id)()
 	if _, err := p.checkMessages(ctx, op); err != nil {
 		return err
 	}
@@ -669,7 +682,7 @@ func (p *Pool) Delete(ctx context.Context, id DeviceID, opts ...DeleteOption) er
 		err = nil
 	}
 	if err == nil {
-		delete(p.origins, id)
+		p.forgetOrigin(id)
 	}
 	return err
 }
@@ -727,7 +740,7 @@ func (p *Pool) Remove(ctx context.Context, flags ...dm.Flag) error {
 // pool. It goes on after a failure and reports every one.
 func (p *Pool) Teardown(ctx context.Context) error {
 	const op = "teardown"
-	active, err := p.activeThins(ctx, op)
+	active, err := p.holderThins(ctx, op)
 	if err != nil {
 		return err
 	}
@@ -771,34 +784,10 @@ func (ds thinDevices) find(id DeviceID) (thinDevice, bool) {
 	return thinDevice{}, false
 }
 
-// activeThins lists the dm devices whose live tables map thin devices of
-// this pool: DM_LIST_DEVICES, then each device's dependencies, and the
-// table of those that use the pool (so the tables of unrelated devices,
-// dm-crypt keys among them, are never read). Devices that vanish meanwhile
-// are skipped.
-func (p *Pool) activeThins(ctx context.Context, op string) (thinDevices, error) {
-	devs, err := p.ctl.List(ctx)
-	if err != nil {
-		return nil, newError(op, p.name, nil, err)
-	}
-	var out thinDevices
-	for _, d := range devs {
-		if d.Dev == p.dev {
-			continue
-		}
-		td, ok, err := p.readThin(ctx, dm.DevNum(d.Dev))
-		if err != nil {
-			if errors.Is(err, dm.ErrNotFound) {
-				continue
-			}
-			return nil, newError(op, p.name, nil, err)
-		}
-		if ok {
-			td.name, td.dev = d.Name, d.Dev
-			out = append(out, td)
-		}
-	}
-	return out, nil
+// activeThins lists the dm devices whose live tables map thin devices ids
+// of this pool (holderThins).
+func (p *Pool) activeThins(ctx context.Context, op string, ids ...DeviceID) (thinDevices, error) {
+	return p.holderThins(ctx, op, ids...)
 }
 
 // readThin reports whether ref's live table maps thin devices of this

@@ -257,13 +257,15 @@ func TestValidationSendsNothing(t *testing.T) {
 		t.Errorf("metadata formatted %d times, want once (the first pool)", len(e.host.formatted))
 	}
 
-	// A thin id that is active is in use: refused without a message.
+	// A thin id that is active is in use: a snapshot onto it is refused
+	// without a message (its origin is not suspended for nothing), and
+	// create_thin is refused by the kernel, since the id exists.
 	e.reset()
-	is(t, p.CreateThin(e.ctx, 1), ErrIDInUse, dm.ErrExists, unix.EEXIST)
 	is(t, p.CreateSnapshot(e.ctx, 1, 0), ErrIDInUse)
 	if m := e.messages(); len(m) != 0 {
 		t.Errorf("messages sent for an active id: %q", m)
 	}
+	is(t, p.CreateThin(e.ctx, 1), ErrIDInUse, dm.ErrExists, unix.EEXIST)
 }
 
 // The kernel's errno contract (see the package doc) as typed errors.

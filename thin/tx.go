@@ -160,12 +160,18 @@ func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, 
 		return res, refused(op, p.name, ErrTransactionMismatch, unix.EINVAL, "the pool is at transaction %d, not %d", st.TransactionID, tid)
 	}
 	var active thinDevices
+	var ids []DeviceID
 	for _, o := range tx.ops {
-		if o.kind != txDelete {
-			if active, err = p.activeThins(ctx, op); err != nil {
-				return res, err
-			}
-			break
+		switch o.kind {
+		case txCreateThin:
+			ids = append(ids, o.id)
+		case txCreateSnap:
+			ids = append(ids, o.id, o.origin)
+		}
+	}
+	if len(ids) > 0 {
+		if active, err = p.activeThins(ctx, op, ids...); err != nil {
+			return res, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -199,7 +205,7 @@ func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, 
 				err, skipped = nil, true
 			}
 			if err == nil {
-				delete(p.origins, o.id)
+				p.forgetOrigin(o.id)
 			}
 		}
 		if err != nil {

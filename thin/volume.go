@@ -112,7 +112,11 @@ func WithExternalOrigin(origin dm.Dev) ActivateOption {
 	return func(c *activateConfig) { c.origin = origin }
 }
 
-// WithVolumeUUID gives the volume's dm device a uuid.
+// WithVolumeUUID gives the volume's dm device a uuid. Without it the
+// volume gets THINP-thin-<pool major>:<pool minor>-<thin id>-<name>, by
+// which the pool recognises its own volumes among its holders (see "Finding
+// active thin devices" in the package documentation); a volume with
+// another uuid is read again at each snapshot of its pool.
 func WithVolumeUUID(uuid string) ActivateOption { return func(c *activateConfig) { c.uuid = uuid } }
 
 // ReadOnlyVolume activates the volume read-only.
@@ -142,21 +146,24 @@ func (p *Pool) Activate(ctx context.Context, name string, id DeviceID, size dm.S
 	if size > maxSize {
 		return nil, invalid(op, p.name, nil, "size", "%d sectors is too large (a negative size?)", size)
 	}
-	p.mu.Lock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	defer p.ids.lock(id)()
 	origin := c.origin
-	if known, ok := p.origins[id]; ok {
+	if known, ok := p.ExternalOrigin(id); ok {
 		if !origin.IsZero() && origin != known {
-			p.mu.Unlock()
 			return nil, invalid(op, p.name, ErrOriginMismatch, "external origin", "thin id %d descends from external origin %s, not %s", id, known, origin)
 		}
 		origin = known
 	}
-	p.mu.Unlock()
 	spec := ThinSpec{Pool: p.dev, ID: id, ExternalOrigin: origin}
 	if err := spec.Validate(); err != nil {
 		return nil, invalidFrom(op, p.name, err)
 	}
 	var copts []dm.CreateOption
+	if c.uuid == "" {
+		c.uuid = volumeUUID(p.dev, id, name)
+	}
 	if c.uuid != "" {
 		copts = append(copts, dm.WithUUID(c.uuid))
 	}
@@ -168,9 +175,7 @@ func (p *Pool) Activate(ctx context.Context, name string, id DeviceID, size dm.S
 		return nil, p.activateError(ctx, op, err)
 	}
 	if !origin.IsZero() {
-		p.mu.Lock()
 		p.learnOrigin(id, origin)
-		p.mu.Unlock()
 	}
 	return &Volume{pool: p, name: name, id: id, dev: info.Dev, size: size, origin: origin}, nil
 }
@@ -224,7 +229,7 @@ func (p *Pool) volumeOf(td thinDevice) *Volume {
 // Volumes lists the pool's active thin devices (those whose table is a
 // single thin target on this pool), in name order.
 func (p *Pool) Volumes(ctx context.Context) ([]*Volume, error) {
-	active, err := p.activeThins(ctx, "volumes")
+	active, err := p.holderThins(ctx, "volumes")
 	if err != nil {
 		return nil, err
 	}

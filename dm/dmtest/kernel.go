@@ -38,6 +38,10 @@ type Kernel struct {
 	interrupts  uint64
 
 	calls []Call
+
+	links    map[linkKey]uint64 // sysfs holder links seen by Holders
+	stamps   map[devKey]holderStamp
+	nextLink uint64
 }
 
 // Call is one request that reached the seam: the command number, the

@@ -110,6 +110,7 @@ type bench struct {
 	lib  *libRunner
 	exec *execRunner
 	raw  *rawRunner
+	thin *thinRunner
 	rss  rssMeter
 	prof *profiler
 	// labels are the pprof label sets of the three methods.
@@ -141,6 +142,9 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	defer b.raw.close()
+	if b.thin, err = newThinRunner(ctx, e); err != nil {
+		return err
+	}
 	for m := lib; m <= raw; m++ {
 		b.labels[m] = pprof.WithLabels(ctx, pprof.Labels("method", m.String()))
 	}
@@ -151,13 +155,21 @@ func run(ctx context.Context, cfg config) (err error) {
 		var err error
 		switch w {
 		case 'a':
-			err = b.lifecycle(ctx)
+			if err = b.lifecycle(ctx); err == nil {
+				err = b.lifecycleThin(ctx)
+			}
 		case 'b':
-			err = b.snapshots(ctx)
+			if err = b.snapshots(ctx); err == nil {
+				err = b.snapshotsThin(ctx)
+			}
 		case 'c':
 			err = b.status(ctx)
 		case 'd':
 			err = b.lifecycleUdev(ctx)
+		case 'e':
+			err = b.scale(ctx)
+		case 'f':
+			err = b.parallelLifecycles(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("workload %c: %w", w, err)

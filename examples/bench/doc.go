@@ -38,6 +38,21 @@
 //	d  the lifecycle of (a), synchronised with udev by cookies (the
 //	   library with dm.UdevRequired, dmsetup without --noudevsync, the floor
 //	   with a udev.Cookie); only where udevd runs
+//	e  package thin's create_thin, create_snap of an active origin and
+//	   delete, each timed alone against the raw floor (message, or suspend
+//	   + message + resume), with each count of -e-volumes other active thin
+//	   volumes (default 0, 1,000 and 10,000) in the same pool, activated
+//	   through package thin; then the growth of each op's cost from the
+//	   smallest count to the largest, which should be none
+//	f  the lifecycle of (a) through package thin and through dmsetup,
+//	   with each count of -f-goroutines goroutines (default 1, 4, 8, 16)
+//	   on the one pool; ops/s is cycles over wall time
+//
+// Workloads (a) and (b) run twice: through package dm (lines a-lifecycle,
+// b-snapshot) and through package thin's Pool, as its users call it
+// (a-lifecycle-thin: CreateThin, Activate, Volume.Deactivate, Delete;
+// b-snapshot-thin: CreateSnapshot of an origin activated through the
+// Pool), with a quarter of the dmsetup ops.
 //
 // Workloads (a) to (c) do not wait for udev: the library runs with
 // dm.UdevOff, dmsetup with --noudevsync, the floor with the same udev flags
@@ -63,7 +78,16 @@
 //
 //	bench: <workload> lib=<ops/s> dmsetup=<ops/s> raw=<ops/s> lib/raw=<ratio> lib/dmsetup=<ratio>
 //
-// where ops/s is one over the median op time, then a "bench: peak-rss"
+// where ops/s is one over the median op time ((e) has no dmsetup:
+// dmsetup=0.00, lib/dmsetup=n/a), the growth lines of (e),
+//
+//	bench: e-<op>-growth volumes=<from>-><to> lib=<time>-><time> (x<growth>) raw=<time>-><time> (x<growth>)
+//
+// and those of (f),
+//
+//	bench: f-lifecycle-parallel-<goroutines> lib=<ops/s> dmsetup=<ops/s> lib/serial=<ratio> dmsetup/serial=<ratio> lib/dmsetup=<ratio>
+//
+// then a "bench: peak-rss"
 // line: the largest VmHWM of /proc/self/status at the end of a library
 // warm-up, the high-water mark having been reset (write "5" to
 // /proc/self/clear_refs) after returning freed memory to the kernel at its

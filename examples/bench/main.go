@@ -27,7 +27,15 @@ type config struct {
 	Volumes []int
 	// Scans is how many full status scans each method makes per count in (c).
 	Scans int
-	// Workloads to run, a subset of "abcd".
+	// EVolumes are the other active volume counts of (e), ascending; EN
+	// is how many ops of each kind (e) times per count and method.
+	EVolumes []int
+	EN       int
+	// FGoroutines are the parallelism levels of (f), FN and FExecN its
+	// cycles per level for the library and for dmsetup.
+	FGoroutines []int
+	FN, FExecN  int
+	// Workloads to run, a subset of "abcdef".
 	Workloads string
 	// Prefix names every device the run makes; it must be unique.
 	Prefix string
@@ -56,20 +64,27 @@ func quickConfig(c config) config {
 	c.N, c.ExecN, c.UdevN = 50, 10, 10
 	c.Volumes = []int{50, 200}
 	c.Scans = 2
+	c.EVolumes, c.EN = []int{0, 50}, 20
+	c.FGoroutines, c.FN, c.FExecN = []int{1, 4}, 16, 8
 	return c
 }
 
 func defaultConfig() config {
 	return config{
 		N: 1000, ExecN: 200, UdevN: 100,
-		Volumes:    []int{1000, 10000},
-		Scans:      5,
-		Workloads:  "abcd",
-		VolumeSize: 2 << 20, // 1 GiB
-		DataSize:   1 << 30,
-		MetaSize:   256 << 20,
-		RawBuffer:  1 << 10,
-		Out:        os.Stdout, Log: os.Stderr,
+		Volumes:     []int{1000, 10000},
+		Scans:       5,
+		EVolumes:    []int{0, 1000, 10000},
+		EN:          101,
+		FGoroutines: []int{1, 4, 8, 16},
+		FN:          96,
+		FExecN:      48,
+		Workloads:   "abcdef",
+		VolumeSize:  2 << 20, // 1 GiB
+		DataSize:    1 << 30,
+		MetaSize:    256 << 20,
+		RawBuffer:   1 << 10,
+		Out:         os.Stdout, Log: os.Stderr,
 	}
 }
 
@@ -94,8 +109,12 @@ workload:
   bench: <workload> lib=<ops/s> dmsetup=<ops/s> raw=<ops/s> lib/raw=<ratio> lib/dmsetup=<ratio>
 
 Workloads: a (thin volume lifecycle), b (snapshot of an active origin),
-c (status of every device at each -volumes count), d (lifecycle with udev
-sync, only where udevd runs). Needs root and device-mapper; elsewhere run
+both through package dm and through package thin, c (status of every
+device at each -volumes count), d (lifecycle with udev sync, only where
+udevd runs), e (package thin's create_thin, create_snap of an active origin
+and delete with each -e-volumes count of other active volumes), f (the
+lifecycle through package thin and dmsetup with each -f-goroutines count
+of goroutines). Needs root and device-mapper; elsewhere run
 it in the VM: go run ./internal/vm/cmd/vmrun run ./examples/bench -- [flags]
 
 Flags:
@@ -108,7 +127,12 @@ Flags:
 	fs.IntVar(&cfg.UdevN, "udev-n", cfg.UdevN, "iterations of (d) for each method")
 	volumes := fs.String("volumes", formatCounts(cfg.Volumes), "active thin volume counts for (c), comma-separated")
 	fs.IntVar(&cfg.Scans, "scans", cfg.Scans, "full status scans per method and volume count in (c)")
-	fs.StringVar(&cfg.Workloads, "workloads", "a,b,c,d", "workloads to run, comma-separated: a, b, c, d")
+	eVolumes := fs.String("e-volumes", "0,1000,10000", "other active thin volume counts for (e), comma-separated, ascending, from 0")
+	fs.IntVar(&cfg.EN, "e-n", cfg.EN, "ops of each kind per count and method in (e)")
+	fGoroutines := fs.String("f-goroutines", "1,4,8,16", "goroutine counts for (f), comma-separated, ascending")
+	fs.IntVar(&cfg.FN, "f-n", cfg.FN, "lifecycles per goroutine count through package thin in (f)")
+	fs.IntVar(&cfg.FExecN, "f-dmsetup-n", cfg.FExecN, "lifecycles per goroutine count through dmsetup in (f)")
+	fs.StringVar(&cfg.Workloads, "workloads", "a,b,c,d,e,f", "workloads to run, comma-separated: a, b, c, d, e, f")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "device name prefix (default thinp-bench-<random>-)")
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the pool's backing files (default a new one in $TMPDIR)")
 	fs.Uint64Var(&cfg.VolumeSize, "volume-size", cfg.VolumeSize, "virtual size of each thin volume, in 512-byte sectors")
@@ -131,6 +155,18 @@ Flags:
 		return 2
 	}
 	cfg.Volumes = v
+	if hasFlag(fs, "e-volumes") || !hasQuick(args) {
+		if cfg.EVolumes, err = parseCountsFrom0(*eVolumes); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -e-volumes: %v\n", err)
+			return 2
+		}
+	}
+	if hasFlag(fs, "f-goroutines") || !hasQuick(args) {
+		if cfg.FGoroutines, err = parseCounts(*fGoroutines); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -f-goroutines: %v\n", err)
+			return 2
+		}
+	}
 	w, err := parseWorkloads(cfg.Workloads)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: -workloads: %v\n", err)
@@ -162,7 +198,7 @@ Flags:
 // check rejects configurations that cannot run.
 func (c *config) check() error {
 	switch {
-	case c.N < 1, c.ExecN < 1, c.UdevN < 1, c.Scans < 1:
+	case c.N < 1, c.ExecN < 1, c.UdevN < 1, c.Scans < 1, c.EN < 1, c.FN < 1, c.FExecN < 1:
 		return errors.New("iteration counts must be at least 1")
 	case c.VolumeSize < 1:
 		return errors.New("-volume-size must be at least 1 sector")
@@ -190,13 +226,32 @@ func parseCounts(s string) ([]int, error) {
 	return out, nil
 }
 
+// parseCountsFrom0 is parseCounts that also takes 0.
+func parseCountsFrom0(s string) ([]int, error) {
+	if rest, ok := strings.CutPrefix(s, "0,"); ok {
+		c, err := parseCounts(rest)
+		return append([]int{0}, c...), err
+	}
+	if s == "0" {
+		return []int{0}, nil
+	}
+	return parseCounts(s)
+}
+
+// hasFlag reports whether name was set on the command line.
+func hasFlag(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // parseWorkloads turns "a,b,d" into "abd".
 func parseWorkloads(s string) (string, error) {
 	var out []byte
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
-		if len(f) != 1 || !strings.Contains("abcd", f) {
-			return "", fmt.Errorf("unknown workload %q (want a, b, c or d)", f)
+		if len(f) != 1 || !strings.Contains("abcdef", f) {
+			return "", fmt.Errorf("unknown workload %q (want a, b, c, d, e or f)", f)
 		}
 		if !strings.Contains(string(out), f) {
 			out = append(out, f[0])

@@ -15,7 +15,9 @@ import (
 )
 
 var (
-	resultLine = regexp.MustCompile(`^bench: (\S+) lib=([0-9.]+) dmsetup=([0-9.]+) raw=([0-9.]+) lib/raw=([0-9.]+) lib/dmsetup=([0-9.]+)$`)
+	resultLine = regexp.MustCompile(`^bench: (\S+) lib=([0-9.]+) dmsetup=([0-9.]+) raw=([0-9.]+) lib/raw=([0-9.]+) lib/dmsetup=([0-9.]+|n/a)$`)
+	growthLine = regexp.MustCompile(`^bench: (e-\S+-growth) volumes=\d+->\d+ lib=\S+->\S+ \(x[0-9.]+\) raw=\S+->\S+ \(x[0-9.]+\)$`)
+	parLine    = regexp.MustCompile(`^bench: (f-lifecycle-parallel-\d+) lib=([0-9.]+) dmsetup=([0-9.]+) lib/serial=([0-9.]+) dmsetup/serial=([0-9.]+) lib/dmsetup=([0-9.]+)$`)
 	skipLine   = regexp.MustCompile(`^bench: d-lifecycle-udev skipped: \S.*$`)
 	rssLine    = regexp.MustCompile(`^bench: peak-rss lib=([0-9.]+)MiB source=(VmHWM|getrusage) .+$`)
 )
@@ -34,6 +36,8 @@ func TestIntegrationBench(t *testing.T) {
 	// Fewer than -quick: this runs in CI's TCG guest, twice.
 	cfg.N, cfg.ExecN, cfg.UdevN = 12, 3, 3
 	cfg.Volumes = []int{10, 30}
+	cfg.EVolumes, cfg.EN = []int{0, 20}, 6
+	cfg.FN, cfg.FExecN = 8, 4
 	cfg.DataSize, cfg.MetaSize = 256<<20, 32<<20
 	cfg.Prefix, cfg.Dir, cfg.Dmsetup = prefix, t.TempDir(), dmsetupPath
 	cfg.Out, cfg.Log = &out, &log
@@ -46,7 +50,11 @@ func TestIntegrationBench(t *testing.T) {
 		t.Fatalf("run: %+v\nprogress:\n%s", err, log.String())
 	}
 
-	want := map[string]bool{"a-lifecycle": false, "b-snapshot": false, "c-status-10": false, "c-status-30": false, "d-lifecycle-udev": false}
+	want := map[string]bool{"a-lifecycle": false, "b-snapshot": false, "c-status-10": false, "c-status-30": false, "d-lifecycle-udev": false,
+		"a-lifecycle-thin": false, "b-snapshot-thin": false, "f-lifecycle-parallel-1": false, "f-lifecycle-parallel-4": false}
+	for _, op := range []string{"create_thin", "create_snap", "delete"} {
+		want["e-"+op+"-0"], want["e-"+op+"-20"], want["e-"+op+"-growth"] = false, false, false
+	}
 	sawRSS, skipped := false, false
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		if !strings.HasPrefix(line, "bench: ") {
@@ -60,11 +68,23 @@ func TestIntegrationBench(t *testing.T) {
 				t.Errorf("unexpected or repeated workload in %q", line)
 			}
 			want[m[1]] = true
-			for _, v := range m[2:] {
+			for i, v := range m[2:] {
+				if strings.HasPrefix(m[1], "e-") && (i == 1 || i == 4) {
+					continue // (e) has no dmsetup
+				}
 				if x, err := strconv.ParseFloat(v, 64); err != nil || x <= 0 {
 					t.Errorf("%q: %s is not a positive number", line, v)
 				}
 			}
+		case growthLine.MatchString(line), parLine.MatchString(line):
+			m := growthLine.FindStringSubmatch(line)
+			if m == nil {
+				m = parLine.FindStringSubmatch(line)
+			}
+			if seen, ok := want[m[1]]; !ok || seen {
+				t.Errorf("unexpected or repeated workload in %q", line)
+			}
+			want[m[1]] = true
 		case skipLine.MatchString(line):
 			if want["d-lifecycle-udev"] || skipped {
 				t.Errorf("repeated workload d in %q", line)
@@ -160,7 +180,10 @@ func TestParseFlags(t *testing.T) {
 	if got, err := parseWorkloads("d,a,a"); err != nil || got != "da" {
 		t.Errorf("parseWorkloads = %q, %v", got, err)
 	}
-	if _, err := parseWorkloads("e"); err == nil {
-		t.Errorf("parseWorkloads accepted e")
+	if _, err := parseWorkloads("g"); err == nil {
+		t.Errorf("parseWorkloads accepted g")
+	}
+	if got, err := parseCountsFrom0("0,1000,10000"); err != nil || len(got) != 3 || got[0] != 0 {
+		t.Errorf("parseCountsFrom0 = %v, %v", got, err)
 	}
 }
