@@ -1,0 +1,214 @@
+package main
+
+import (
+	"io"
+	"strings"
+
+	"github.com/thinp/thinp/dm"
+)
+
+// thinpDifferences is printed by "dmsetup -h -v": where this dmsetup
+// deliberately differs from dmsetup 1.02.185.
+const thinpDifferences = `
+This is thinp's pure-Go dmsetup (no libdevmapper). It differs from dmsetup:
+  - version prints thinp's version as the library version;
+  - without a udev daemon that answers, create, rename and remove make and
+    remove the /dev/mapper nodes themselves (libdevmapper does the same
+    unless it is built to rely on udev only);
+  - not implemented: ls --tree, ls --exec, create --concise, table
+    --concise, -S|--select, measure, stats, udevcreatecookie,
+    udevreleasecookie, and the report fields of statistics, mangling and
+    the device tree (names_using_dev and the like); --manglename,
+    --readahead, -U/-G/-M, --udevcookie, --noudevrules, --verifyudev,
+    --checks and --noopencount are accepted and ignored;
+  - -vvv adds thinp's own description of a failure after libdevmapper's.
+`
+
+// splitName is a device-mapper name split as LVM names its devices:
+// "vg-lv-layer", with "--" standing for a '-' inside a part.
+type splitName struct {
+	Subsystem, VG, LV, Layer string
+}
+
+// splitLVMName splits name at single dashes into the volume group, the
+// logical volume and the layer, turning "--" back into '-'.
+func splitLVMName(name string) (vg, lv, layer string) {
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(name); i++ {
+		if name[i] != '-' {
+			cur.WriteByte(name[i])
+			continue
+		}
+		if i+1 < len(name) && name[i+1] == '-' {
+			cur.WriteByte('-')
+			i++
+			continue
+		}
+		parts = append(parts, cur.String())
+		cur.Reset()
+		if len(parts) == 3 {
+			break // what follows the layer is not shown
+		}
+	}
+	if len(parts) < 3 {
+		parts = append(parts, cur.String())
+	}
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	return parts[0], parts[1], parts[2]
+}
+
+// newSplitName splits a device's name by its subsystem: only LVM's names
+// have parts.
+func newSplitName(subsystem, name string) splitName {
+	s := splitName{Subsystem: subsystem}
+	if subsystem == "LVM" {
+		s.VG, s.LV, s.Layer = splitLVMName(name)
+	}
+	return s
+}
+
+// uuidSubsystem is the subsystem of a device: its uuid up to the first
+// '-' ("LVM-..." is LVM's), or nothing.
+func uuidSubsystem(uuid string) string {
+	if i := strings.IndexByte(uuid, '-'); i >= 0 {
+		return uuid[:i]
+	}
+	return ""
+}
+
+func (a *app) splitname(args []string) error {
+	subsystem := "LVM"
+	if len(args) == 2 {
+		subsystem = args[1]
+	}
+	a.opts.splitName = true
+	rf, err := newReportFormat(&a.opts)
+	if err != nil {
+		return err
+	}
+	if a.opts.hasFields && strings.Contains(a.opts.fields, "help") {
+		io.WriteString(a.stderr, fieldHelpText)
+		return nil
+	}
+	d := deviceInfo{Split: newSplitName(subsystem, args[0])}
+	d.Name = args[0]
+	rf.write(a.stdout, []deviceInfo{d})
+	return nil
+}
+
+// fillDeps adds the dependencies and their names to d, for the deps fields
+// of info -c.
+func (a *app) fillDeps(ctl *dm.Control, d *deviceInfo) {
+	deps, err := ctl.Deps(a.ctx, dm.DevNum(d.Dev), a.inactiveFlags()...)
+	if err != nil {
+		return
+	}
+	d.Deps = deps
+	for _, dev := range deps {
+		if n, ok := a.sys.blockName(dev); ok {
+			d.DepBlkNames = append(d.DepBlkNames, n)
+		}
+		if n, ok := a.sys.name(dev, nameMapper); ok && strings.HasPrefix(mustBlockName(a.sys, dev), "dm-") {
+			d.DepNames = append(d.DepNames, n)
+		}
+	}
+}
+
+func mustBlockName(s sysfs, dev dm.Dev) string {
+	n, _ := s.blockName(dev)
+	return n
+}
+
+// wipeTable replaces each device's table with the error target (dmsetup
+// wipe_table): whoever holds it gets I/O errors instead of its data.
+func (a *app) wipeTable(args []string) error {
+	if len(args) == 0 && !a.opts.hasUUID && !a.opts.hasMajor {
+		return errNoDeviceSpecified
+	}
+	return a.eachDevice(args, func(ctl *dm.Control, ref dm.Ref) error { return a.wipe(ctl, ref) })
+}
+
+func (a *app) setGeometry(args []string) error {
+	ref, rest, err := a.oneDevice(args)
+	if err != nil {
+		return err
+	}
+	g := dm.Geometry{Cylinders: atoi(rest[0]), Heads: atoi(rest[1]), Sectors: atoi(rest[2]), Start: uint64(atoi(rest[3]))}
+	ctl, err := a.control()
+	if err != nil {
+		return err
+	}
+	return ctl.SetGeometry(a.ctx, ref, g)
+}
+
+// mangle checks device names and uuids for characters udev would mangle.
+// Names made of the characters libdevmapper leaves alone need nothing; this
+// dmsetup renames nothing and says so for the others.
+func (a *app) mangle(args []string) error {
+	ctl, err := a.control()
+	if err != nil {
+		return err
+	}
+	var names []string
+	if len(args) > 0 {
+		for _, n := range args {
+			name, err := a.resolveName(n, false)
+			if err != nil {
+				return err
+			}
+			names = append(names, name)
+		}
+	} else {
+		devs, err := ctl.List(a.ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
+			names = append(names, d.Name)
+		}
+	}
+	for _, n := range names {
+		info, err := ctl.Info(a.ctx, dm.Name(n))
+		if err != nil {
+			return notExist(err)
+		}
+		if !wellFormed(info.Name) || !wellFormed(info.UUID) {
+			return libdmf("%s: name or uuid needs mangling; not supported by this dmsetup (thinp).", n)
+		}
+	}
+	return nil
+}
+
+// wellFormed says whether s uses only the characters udev keeps in device
+// names: letters, digits and "#+-.:=@_".
+func wellFormed(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || strings.IndexByte("#+-.:=@_", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// lsTree is ls --tree, which this dmsetup does not draw.
+func (a *app) lsTree() error {
+	return libdmf("ls --tree: not supported by this dmsetup (thinp).")
+}
+
+// parseTreeOptions checks the -o of ls --tree.
+func parseTreeOptions(s string) (string, error) {
+	for _, w := range strings.Split(s, ",") {
+		switch w {
+		case "device", "nodevice", "blkdevname", "active", "open", "rw", "uuid",
+			"ascii", "utf", "vt100", "compact", "inverted", "notrunc":
+		default:
+			return "", libdmf("Tree options not recognised: %s.", s[strings.Index(s, w):])
+		}
+	}
+	return s, nil
+}
