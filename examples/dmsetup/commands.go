@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -283,7 +284,7 @@ func (a *app) create(args []string) error {
 		// dmsetup creates a table-less device when the table is empty.
 		_, err = ctl.CreateDevice(a.ctx, name, copts...)
 	} else {
-		_, err = ctl.Create(a.ctx, name, table, copts...)
+		err = a.createLoaded(ctl, name, table, copts)
 	}
 	if err != nil {
 		return err
@@ -372,6 +373,13 @@ func (a *app) clear(args []string) error {
 func (a *app) wipe(ctl *dm.Control, ref dm.Ref) error {
 	t, err := ctl.Table(a.ctx, ref)
 	if err != nil {
+		// dmsetup goes on to load an empty error table, which fails the
+		// same way: print both lines as it does.
+		var de *dm.Error
+		if errors.As(err, &de) && de.Errno() != 0 {
+			a.printError(err)
+			return libdmf("device-mapper: reload ioctl on %s failed: %s", refText(a.describe(de)), strerror(de.Errno()))
+		}
 		return err
 	}
 	size := t.Size()
@@ -381,7 +389,13 @@ func (a *app) wipe(ctl *dm.Control, ref dm.Ref) error {
 	if err := ctl.Load(a.ctx, ref, dm.Table{{Start: 0, Length: size, Type: "error"}}); err != nil {
 		return err
 	}
-	if _, err := ctl.Resume(a.ctx, ref, dm.NoFlush, dm.SkipLockfs); err != nil {
+	var rflags []dm.Flag
+	if a.opts.force || a.command == "remove" {
+		rflags = []dm.Flag{dm.NoFlush, dm.SkipLockfs}
+	} else {
+		rflags = a.suspendFlags()
+	}
+	if _, err := ctl.Resume(a.ctx, ref, rflags...); err != nil {
 		_ = ctl.Clear(a.ctx, ref)
 		return err
 	}
@@ -552,7 +566,7 @@ func (a *app) deviceInfo(ctl *dm.Control, ref dm.Ref) (deviceInfo, error) {
 	if err != nil {
 		return deviceInfo{}, notExist(err)
 	}
-	d := deviceInfo{Info: info}
+	d := deviceInfo{Info: info, Split: newSplitName(uuidSubsystem(info.UUID), info.Name)}
 	d.ReadAhead, d.HasReadAhead = a.sys.readAhead(info.Dev)
 	d.BlkDevName, _ = a.sys.blockName(info.Dev)
 	return d, nil
@@ -594,11 +608,20 @@ func (a *app) info(args []string) error {
 		}
 		return nil
 	}
+	var sel *selection
+	if a.opts.hasSel {
+		if sel, err = parseSelection(a.opts.sel); err != nil {
+			return err
+		}
+	}
 	var rows []deviceInfo
 	err = a.forTargets(ts, all, func(t target) error {
 		d, err := a.deviceInfo(ctl, t.ref)
 		if err != nil {
 			return err
+		}
+		if sel != nil && !sel.match(&d) {
+			return nil
 		}
 		if rf != nil {
 			if rf.needsDeps() {
@@ -921,11 +944,10 @@ func (a *app) targetVersion(args []string) error {
 	}
 	failed := false
 	for _, name := range args {
+		a.curTarget = name
 		v, err := ctl.TargetVersion(a.ctx, name)
 		if err != nil {
-			a.printError(err)
-			failed = true
-			continue
+			return err // dmsetup stops at the first unknown target
 		}
 		writeTargetVersion(a.stdout, name, v)
 	}
@@ -961,5 +983,34 @@ func (a *app) version(args []string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Driver version:    %s\n", v)
+	return nil
+}
+
+// createLoaded creates a device with a table as libdevmapper does, so that
+// a failure names what it does: create, load (on failure the new device is
+// removed again, and the failure line names its number), resume.
+func (a *app) createLoaded(ctl *dm.Control, name string, table dm.Table, copts []dm.CreateOption) error {
+	info, err := ctl.CreateDevice(a.ctx, name, copts...)
+	if err != nil {
+		return err
+	}
+	var flags []dm.Flag
+	if a.opts.readOnly {
+		flags = append(flags, dm.ReadOnly)
+	}
+	undo := func(err error) error {
+		_ = ctl.Remove(context.Background(), dm.Name(name))
+		var de *dm.Error
+		if errors.As(err, &de) {
+			return &createError{err: de, dev: info.Dev}
+		}
+		return err
+	}
+	if err := ctl.Load(a.ctx, dm.Name(name), table, flags...); err != nil {
+		return undo(err)
+	}
+	if _, err := ctl.Resume(a.ctx, dm.Name(name)); err != nil {
+		return undo(err)
+	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strings"
 
@@ -178,6 +179,11 @@ func (a *app) mangle(args []string) error {
 		if !wellFormed(info.Name) || !wellFormed(info.UUID) {
 			return libdmf("%s: name or uuid needs mangling; not supported by this dmsetup (thinp).", n)
 		}
+		and := ""
+		if info.UUID != "" {
+			and = "and UUID "
+		}
+		fmt.Fprintf(a.stdout, "%s: %s: name %salready in correct form\n", info.Name, info.UUID, and)
 	}
 	return nil
 }
@@ -211,4 +217,37 @@ func parseTreeOptions(s string) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// badFieldError is an unknown report field: dmsetup answers with the list
+// of fields.
+type badFieldError struct{ msg string }
+
+func (e *badFieldError) Error() string { return e.msg }
+
+// selection is the simple form of -S: "field=value" or "field!=value",
+// comparing a field's text.
+type selection struct {
+	f      *reportField
+	value  string
+	negate bool
+}
+
+func parseSelection(s string) (*selection, error) {
+	op := "="
+	i := strings.Index(s, "!=")
+	if i >= 0 {
+		op = "!="
+	} else if i = strings.Index(s, "="); i < 0 {
+		return nil, libdmf("Selection syntax error at '%s'.", s)
+	}
+	f := findField(canonicalField(s[:i]))
+	if f == nil {
+		return nil, &badFieldError{"Unrecognised selection field: " + s[:i]}
+	}
+	return &selection{f: f, value: strings.Trim(s[i+len(op):], `"'`), negate: op == "!="}, nil
+}
+
+func (s *selection) match(d *deviceInfo) bool {
+	return (s.f.value(d) == s.value) != s.negate
 }

@@ -57,6 +57,9 @@ func libdmCmd(e *dm.Error, command string) string {
 			if command == "mknodes" {
 				return "mknodes"
 			}
+			if command == "wait" {
+				return "waitevent" // the library checks the device first
+			}
 			return "info"
 		case ioctl.CmdTableDeps:
 			return "deps"
@@ -135,6 +138,15 @@ func (a *app) libdmMessage(err error) string {
 		return le.msg
 	}
 	var de *dm.Error
+	var ce *createError
+	if errors.As(err, &ce) {
+		de = ce.err
+		if errno := de.Errno(); errno != 0 {
+			r := refText(a.describe(de))
+			r += fmt.Sprintf("(%d:%d)", ce.dev.Major, ce.dev.Minor)
+			return fmt.Sprintf("device-mapper: %s ioctl on %s failed: %s", libdmCmd(de, a.command), r, strerror(errno))
+		}
+	}
 	if errors.As(err, &de) {
 		if de.Op == "open" {
 			return fmt.Sprintf("%s: open failed: %s\nFailure to communicate with kernel device-mapper driver.\nCheck that device-mapper is available in the kernel.",
@@ -171,12 +183,29 @@ func (a *app) describe(e *dm.Error) refDesc {
 			return refDesc{dev: dev, hasDev: true}
 		}
 	}
+	if a.command == "target-version" {
+		return refDesc{name: a.curTarget}
+	}
 	r := refDesc{name: d}
+	var ce *createError
+	if errors.As(e, &ce) {
+		r.dev, r.hasDev = ce.dev, true
+	}
 	if a.command == "create" && a.opts.hasUUID && (!e.Sent || e.Cmd == ioctl.CmdDevCreate) {
 		r.uuid = a.opts.uuid
 	}
 	return r
 }
+
+// createError is a failed load or resume of a device just created:
+// libdevmapper names the new device's number in the failure line.
+type createError struct {
+	err *dm.Error
+	dev dm.Dev
+}
+
+func (e *createError) Error() string { return e.err.Error() }
+func (e *createError) Unwrap() error { return e.err }
 
 // resolveName turns a device argument into the device-mapper name
 // libdevmapper would use. A plain name is used as it is. An argument with a

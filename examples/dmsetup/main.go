@@ -54,8 +54,9 @@ type app struct {
 	sys    sysfs  // sysfs root
 	devDir string // where device nodes live
 
-	prog    string // argv[0], for the switch parser's messages
-	command string // the command being run
+	prog      string // argv[0], for the switch parser's messages
+	command   string // the command being run
+	curTarget string // target-version: the target being asked about
 
 	ctl *dm.Control // opened on first use
 }
@@ -149,6 +150,13 @@ func (a *app) main(args []string) int {
 	}
 	code := exitOK
 	if err := cmd.run(a, operands); err != nil {
+		var bf *badFieldError
+		if errors.As(err, &bf) {
+			// As dmsetup: the field list, the complaint, no "Command failed.".
+			io.WriteString(a.stderr, fieldHelpText)
+			a.logf("%s", bf.msg)
+			return exitFail
+		}
 		if !errors.Is(err, errFailed) {
 			a.printError(err)
 		}

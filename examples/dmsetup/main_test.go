@@ -82,7 +82,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"ls", "-o", "devno,bogus,x"}, 1, "Option not recognised: bogus,x.\nCouldn't process command line.\n"},
 		{[]string{"create"}, 1, "Please provide a name for the new device.\nCommand failed.\n"},
 		{[]string{"create", "a/b", "--table", "0 1 zero"}, 1, "Name \"a/b\" invalid. It contains \"/\".\nCommand failed.\n"},
-		{[]string{"info", "-c", "-o", "nosuch"}, 1, "Unrecognised field: nosuch\nCommand failed.\n"},
+		{[]string{"info", "-c", "-o", "nosuch"}, 1, fieldHelpText + "Unrecognised field: nosuch\n"},
 	}
 	for _, tt := range tests {
 		_, errOut, code := runApp("", tt.args...)

@@ -158,7 +158,7 @@ func newReportFormat(o *options) (*reportFormat, error) {
 		}
 		f := findField(c)
 		if f == nil {
-			return nil, libdmf("Unrecognised field: %s", strings.TrimSpace(name))
+			return nil, &badFieldError{"Unrecognised field: " + strings.TrimSpace(name)}
 		}
 		rf.fields = append(rf.fields, f)
 	}
