@@ -1,24 +1,30 @@
-// Command dmsetup is a pure-Go dmsetup for the commands people use, built
-// on package dm: no cgo, no libdevmapper, and it never runs the real
-// dmsetup. The output of ls, info (also -c), table, status and deps is
-// byte for byte that of dmsetup 1.02.185.
+// Command dmsetup is a pure-Go dmsetup built on package dm: no cgo, no
+// libdevmapper, and it never runs the real dmsetup. It is meant as a drop-in
+// for programs that exec dmsetup 1.02.185 and read what it prints:
 //
-// Usage:
+//   - ls, info (also -c, -o, -O, simple -S field=value), table, status,
+//     deps, splitname and the usage print the same bytes;
+//   - a device argument may be a name, a /dev/mapper/NAME path, /dev/dm-N,
+//     "mapper/NAME", or -u UUID / -j MAJOR -m MINOR, resolved as
+//     libdevmapper resolves them;
+//   - failures print libdevmapper's lines on stderr, "device-mapper: <task>
+//     ioctl on <name> <uuid> failed: <strerror>" then "Command failed.", so
+//     programs that take the errno from the text after "failed: " keep
+//     working; usage mistakes print dmsetup's messages and usage on stderr,
+//     and the exit statuses are dmsetup's;
+//   - like dmsetup, a command on several devices stops at the first one
+//     that fails.
 //
-//	dmsetup [-v] [--noudevsync] <command> [options] [args]
-//	dmsetup help [<command>]
-//	dmsetup <command> -h
-//
-// Commands: create, load (reload), clear, suspend, resume, remove,
-// remove_all, rename, message, wait, ls, info, table, status, deps,
-// targets, target-version, version, mknodes, udevcookies, udevcomplete,
-// udevcomplete_all, udevflags. Options may come anywhere on the command
-// line, as with dmsetup. Errors are printed on stderr (-v adds where they
-// happened) and make the exit status 1.
+// Where it deliberately differs ("dmsetup -h -v" lists it): the version
+// command names thinp as the library; without a udev daemon that answers,
+// create, rename and remove make and remove /dev/mapper nodes themselves
+// (so paths work in that case too, where a libdevmapper built for udev
+// refuses them); ls --tree, --exec, --concise, full -S selections, measure,
+// stats, udevcreatecookie and udevreleasecookie are not implemented.
 //
 // By default the tool waits for udev after create, resume, rename and
-// remove when udev can answer, exactly as libdevmapper does, and manages
-// /dev/mapper nodes itself when it cannot; --noudevsync never waits.
+// remove when udev can answer, exactly as libdevmapper does; --noudevsync
+// never waits.
 package main
 
 import (
