@@ -434,3 +434,12 @@ func TestIntegrationDemoDeferred(t *testing.T) {
 	checkNothingLeft(t, prefix)
 	emptyDir(t, dir)
 }
+
+// TestNameChecked: a -name that cannot prefix a device-mapper name is a
+// usage error, before anything is made.
+func TestNameChecked(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-name", "a/b"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "-name") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
