@@ -384,7 +384,9 @@ func (a *app) wipe(ctl *dm.Control, ref dm.Ref) error {
 	}
 	size := t.Size()
 	if size == 0 {
-		return nil
+		// dmsetup loads an empty error table, which the kernel refuses.
+		return libdmf("device-mapper: reload ioctl on %s failed: %s",
+			refText(a.describe(dm.NewError("reload", ref, nil))), strerror(unix.EINVAL))
 	}
 	if err := ctl.Load(a.ctx, ref, dm.Table{{Start: 0, Length: size, Type: "error"}}); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -67,6 +68,27 @@ var knownDifferences = map[string]string{
 	"ls --tree": "ls --tree is not implemented",
 }
 
+// noUdevDifferences are further differences in the boot without udevd: the
+// real dmsetup (libdevmapper built for udev) makes no /dev/mapper nodes
+// there, so it cannot find a device by its path, and what follows differs;
+// thinp's makes the nodes itself.
+var noUdevDifferences = map[string]string{
+	"load /dev/mapper/{N} --table 0 2048 zero": "no /dev/mapper node for the real dmsetup without udevd",
+	"info -c -o name,tables_loaded {N}":        "follows from the load above",
+	"table --inactive {N}":                     "follows from the load above",
+	"remove --retry /dev/mapper/{N}":           "no /dev/mapper node for the real dmsetup without udevd",
+	"remove {N}":                               "follows from the remove above",
+	"info {N}":                                 "follows from the remove above",
+	"suspend /dev/mapper/" + "P" + "zero":      "no /dev/mapper node for the real dmsetup without udevd",
+	"info /dev/mapper/" + "P" + "lin":          "no /dev/mapper node for the real dmsetup without udevd",
+	"table /dev/mapper/" + "P" + "lin":         "no /dev/mapper node for the real dmsetup without udevd",
+	"info mapper/" + "P" + "lin":               "no /dev/mapper node for the real dmsetup without udevd",
+	"info /dev/dm-1":                           "no /dev/mapper node for the real dmsetup without udevd",
+	"status /dev/dm-1":                         "no /dev/mapper node for the real dmsetup without udevd",
+}
+
+var devNumLine = regexp.MustCompile(`Major, minor: +[0-9]+, [0-9]+`)
+
 // TestIntegrationSideBySide runs a table of invocations (every command,
 // the device-argument forms, and the errors programs meet) through the real
 // dmsetup and through this one as separate processes, and compares stdout,
@@ -109,14 +131,45 @@ func TestIntegrationSideBySide(t *testing.T) {
 		{"mangle", lin}, {"splitname", lin},
 		{"remove"}, {"suspend"}, {"info", "-c", "-o", "nosuch"},
 		{"version"}, {"ls", "--tree"}, {"info", "-c", "-S", "name=" + lin},
+		{"info", "-c", "--noheadings", "--separator", ";", lin}, {"info", "-c", "-o", "name,attr,tables_loaded,suspended,readonly,devno,blkdevname", lin},
+		{"-v", "table", lin, zero}, {"-v", "status", lin}, {"deps", "-o", "blkdevname", lin}, {"ls", "-o", "blk"},
+		{"table", "--target", "zero"}, {"status", "--target", "linear", lin}, {"table", "--showkeys", zero},
+		{"suspend", "/dev/mapper/" + zero}, {"info", zero}, {"resume", "-j", "254", "-m", "0"}, {"resume", zero}, {"info", zero},
+		{"suspend", "--noflush", "--nolockfs", zero}, {"resume", zero},
+		// Mutations: "{N}" is a device of each binary's own ("r" and "o").
+		{"create", "{N}", "--table", "0 1024 zero"}, {"info", "{N}"}, {"create", "{N}", "--table", "0 1024 zero"},
+		{"load", "/dev/mapper/{N}", "--table", "0 2048 zero"}, {"info", "-c", "-o", "name,tables_loaded", "{N}"},
+		{"table", "--inactive", "{N}"}, {"clear", "{N}"}, {"reload", "{N}", "--table", "0 512 zero"}, {"resume", "{N}"},
+		{"table", "{N}"}, {"wipe_table", "{N}"}, {"table", "{N}"}, {"setgeometry", "{N}", "10", "4", "32", "0"},
+		{"rename", "{N}", "{N}2"}, {"rename", "{N}2", "{N}"}, {"rename", "{N}", "--setuuid", "{N}-uuid"}, {"info", "-u", "{N}-uuid"},
+		{"mknodes", "{N}"}, {"remove", "--retry", "/dev/mapper/{N}"}, {"remove", "{N}"}, {"info", "{N}"},
+		{"create", "{N}", "--notable"}, {"info", "{N}"}, {"remove", "-f", "{N}"},
+		{"udevcookies"}, {"targets"}, {"udevflags", "0x0041abcd"}, {"udevcomplete_all", "-y", "5000"},
 	}
 	real, ours := v.tool, ourBinary(t)
 	same, differ := 0, 0
 	var unexplained []string
 	for _, args := range cases {
-		want := execTool(t, real, false, args...)
-		got := execTool(t, ours, true, args...)
+		own := func(name string) []string {
+			a := make([]string, len(args))
+			for i, w := range args {
+				a[i] = strings.ReplaceAll(w, "{N}", p+name)
+			}
+			return a
+		}
+		want := execTool(t, real, false, own("r")...)
+		got := execTool(t, ours, true, own("o")...)
 		got.stderr = strings.ReplaceAll(got.stderr, ours, real)
+		for _, r := range []*execResult{&want, &got} {
+			if strings.Contains(strings.Join(args, " "), "{N}") {
+				// Each binary's own device has its own number.
+				r.stdout = devNumLine.ReplaceAllString(r.stdout, "Major, minor: (own)")
+			}
+			for _, n := range []string{"r", "o"} {
+				r.stdout = strings.ReplaceAll(r.stdout, p+n, "{N}")
+				r.stderr = strings.ReplaceAll(r.stderr, p+n, "{N}")
+			}
+		}
 		key := strings.ReplaceAll(strings.Join(args, " "), p, "P")
 		if got == want {
 			same++
@@ -124,6 +177,9 @@ func TestIntegrationSideBySide(t *testing.T) {
 		}
 		differ++
 		why, ok := knownDifferences[key]
+		if !ok && os.Getenv("THINP_VM_UDEV") == "0" {
+			why, ok = noUdevDifferences[key]
+		}
 		if !ok {
 			why = "UNEXPLAINED"
 			unexplained = append(unexplained, key)
