@@ -570,6 +570,17 @@ func (a *app) deviceInfo(ctl *dm.Control, ref dm.Ref) (deviceInfo, error) {
 	}
 	d := deviceInfo{Info: info, Split: newSplitName(uuidSubsystem(info.UUID), info.Name)}
 	d.ReadAhead, d.HasReadAhead = a.sys.readAhead(info.Dev)
+	if !d.HasReadAhead && !a.opts.columns {
+		// libdevmapper then asks the device node, and says when there is
+		// none (a device without a table has no node under udev).
+		node := filepath.Join(a.devDir, "mapper", info.Name)
+		if _, err := os.Stat(node); err != nil {
+			var errno unix.Errno
+			if errors.As(err, &errno) {
+				a.logf("%s: open failed: %s", node, strerror(errno))
+			}
+		}
+	}
 	d.BlkDevName, _ = a.sys.blockName(info.Dev)
 	return d, nil
 }
