@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/thinp/thinp/dm"
@@ -201,22 +202,205 @@ func wellFormed(s string) bool {
 	return true
 }
 
-// lsTree is ls --tree, which this dmsetup does not draw.
-func (a *app) lsTree() error {
-	return libdmf("ls --tree: not supported by this dmsetup (thinp).")
+// treeOpts are the -o switches of ls --tree this dmsetup draws.
+type treeOpts struct {
+	device, blkdevname, active, open, uuid, rw bool
+	sym                                        treeSymbols
 }
 
-// parseTreeOptions checks the -o of ls --tree.
-func parseTreeOptions(s string) (string, error) {
-	for _, w := range strings.Split(s, ",") {
-		switch w {
-		case "device", "nodevice", "blkdevname", "active", "open", "rw", "uuid",
-			"ascii", "utf", "vt100", "compact", "inverted", "notrunc":
-		default:
-			return "", libdmf("Tree options not recognised: %s.", s[strings.Index(s, w):])
+// treeSymbols are the drawing strings: empty, branch, vertical, last.
+type treeSymbols [4]string
+
+var (
+	treeASCII = treeSymbols{"  ", "|-", "| ", "`-"}
+	treeUTF   = treeSymbols{"  ", "\u251c\u2500", "\u2502 ", "\u2514\u2500"}
+	treeVT100 = treeSymbols{"  ", "\033(0\017tq\033(B", "\033(0\017x\033(B ", "\033(0\017mq\033(B"}
+)
+
+// utf8Locale says whether the locale's character set is UTF-8, as the
+// environment names it.
+func utf8Locale() bool {
+	for _, v := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		if l := os.Getenv(v); l != "" {
+			l = strings.ToLower(l)
+			return strings.Contains(l, "utf-8") || strings.Contains(l, "utf8")
 		}
 	}
-	return s, nil
+	return false
+}
+
+// parseTreeOptions reads the -o of ls --tree; each word may be a prefix of
+// its option, as in dmsetup. compact, inverted, status and table are
+// accepted but not drawn differently (see doc.go).
+func parseTreeOptions(s string) (treeOpts, error) {
+	o := treeOpts{device: true, sym: treeASCII}
+	if utf8Locale() {
+		o.sym = treeUTF
+	}
+	if s == "" {
+		return o, nil
+	}
+	words := strings.Split(s, ",")
+	for k, w := range words {
+		switch {
+		case strings.HasPrefix("device", w):
+			o.device = true
+		case strings.HasPrefix("blkdevname", w):
+			o.blkdevname = true
+		case strings.HasPrefix("nodevice", w):
+			o.device = false
+		case strings.HasPrefix("status", w), strings.HasPrefix("table", w):
+		case strings.HasPrefix("active", w):
+			o.active = true
+		case strings.HasPrefix("open", w):
+			o.open = true
+		case strings.HasPrefix("uuid", w):
+			o.uuid = true
+		case strings.HasPrefix("rw", w):
+			o.rw = true
+		case strings.HasPrefix("utf", w):
+			o.sym = treeUTF
+		case strings.HasPrefix("vt100", w):
+			o.sym = treeVT100
+		case strings.HasPrefix("ascii", w):
+			o.sym = treeASCII
+		case strings.HasPrefix("inverted", w), strings.HasPrefix("compact", w), strings.HasPrefix("notrunc", w):
+		default:
+			return o, libdmf("Tree options not recognised: %s.", strings.Join(words[k:], ","))
+		}
+	}
+	return o, nil
+}
+
+// treeNode is a device in the dependency tree of ls --tree.
+type treeNode struct {
+	dev      dm.Dev
+	name     string // "" for devices that are not mapped devices
+	info     dm.Info
+	isDM     bool
+	children []*treeNode
+	parent   bool
+}
+
+// lsTree draws every device with the devices it uses below it, as dmsetup
+// ls --tree does: the devices nothing uses at the top, in the kernel's
+// order, each one's dependencies in the order the kernel lists them.
+func (a *app) lsTree() error {
+	opts, err := parseTreeOptions(a.opts.fields)
+	if err != nil {
+		return err
+	}
+	ctl, err := a.control()
+	if err != nil {
+		return err
+	}
+	devs, err := ctl.List(a.ctx)
+	if err != nil {
+		return err
+	}
+	names := make(map[dm.Dev]string, len(devs))
+	for _, d := range devs {
+		names[d.Dev] = d.Name
+	}
+	nodes := map[dm.Dev]*treeNode{}
+	var order []*treeNode
+	var add func(dev dm.Dev) (*treeNode, error)
+	add = func(dev dm.Dev) (*treeNode, error) {
+		if n, ok := nodes[dev]; ok {
+			return n, nil
+		}
+		n := &treeNode{dev: dev}
+		nodes[dev] = n
+		order = append(order, n)
+		name, isDM := names[dev]
+		if !isDM {
+			return n, nil
+		}
+		n.name, n.isDM = name, true
+		info, err := ctl.Info(a.ctx, dm.DevNum(dev))
+		if err != nil {
+			return nil, err
+		}
+		n.info = info
+		deps, err := ctl.Deps(a.ctx, dm.DevNum(dev))
+		if err != nil {
+			return nil, err
+		}
+		for _, dep := range deps {
+			c, err := add(dep)
+			if err != nil {
+				return nil, err
+			}
+			c.parent = true
+			n.children = append(n.children, c)
+		}
+		return n, nil
+	}
+	for _, d := range devs {
+		if _, err := add(d.Dev); err != nil {
+			return err
+		}
+	}
+	var top []*treeNode
+	for _, n := range order {
+		if !n.parent {
+			top = append(top, n)
+		}
+	}
+	var b strings.Builder
+	more := map[int]bool{}
+	var walk func(ns []*treeNode, depth int)
+	walk = func(ns []*treeNode, depth int) {
+		for i, n := range ns {
+			if n.name == "" && !opts.device && !opts.blkdevname {
+				continue
+			}
+			more[depth] = i < len(ns)-1
+			for d := 0; d < depth; d++ {
+				b.WriteByte(' ')
+				switch {
+				case d == depth-1 && more[depth]:
+					b.WriteString(opts.sym[1])
+				case d == depth-1:
+					b.WriteString(opts.sym[3])
+				case more[d+1]:
+					b.WriteString(opts.sym[2])
+				default:
+					b.WriteString(opts.sym[0])
+				}
+			}
+			b.WriteString(n.name)
+			if opts.blkdevname {
+				if bn, ok := a.sys.blockName(n.dev); ok {
+					b.WriteString(" <" + bn + ">")
+				}
+			}
+			if opts.device {
+				fmt.Fprintf(&b, " (%d:%d)", n.dev.Major, n.dev.Minor)
+			}
+			if n.isDM && (opts.active || opts.rw || opts.open || opts.uuid) {
+				var attrs []string
+				if opts.active {
+					attrs = append(attrs, yesNo(n.info.Suspended, "SUSPENDED", "ACTIVE"))
+				}
+				if opts.rw {
+					attrs = append(attrs, yesNo(n.info.ReadOnly, "RO", "RW"))
+				}
+				if opts.open {
+					attrs = append(attrs, fmt.Sprint(n.info.OpenCount))
+				}
+				if opts.uuid {
+					attrs = append(attrs, n.info.UUID)
+				}
+				b.WriteString(" [" + strings.Join(attrs, ", ") + "]")
+			}
+			b.WriteByte('\n')
+			walk(n.children, depth+1)
+		}
+	}
+	walk(top, 0)
+	io.WriteString(a.stdout, b.String())
+	return nil
 }
 
 // badFieldError is an unknown report field: dmsetup answers with the list

@@ -178,7 +178,7 @@ func (a *app) main(args []string) int {
 // checkOptions refuses what dmsetup refuses before running a command.
 func (a *app) checkOptions(cmd *command) error {
 	o := &a.opts
-	if o.tree && !o.columns && o.hasFields {
+	if o.tree && !o.columns {
 		if _, err := parseTreeOptions(o.fields); err != nil {
 			return err
 		}
