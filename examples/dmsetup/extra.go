@@ -17,7 +17,9 @@ This is thinp's pure-Go dmsetup (no libdevmapper). It differs from dmsetup:
   - without a udev daemon that answers, create, rename and remove make and
     remove the /dev/mapper nodes themselves (libdevmapper does the same
     unless it is built to rely on udev only);
-  - not implemented: ls --tree, ls --exec, create --concise, table
+  - ls --tree draws no compact or inverted trees and does not cut lines
+    at the terminal's width;
+  - not implemented: ls --exec, create --concise, table
     --concise, -S|--select, measure, stats, udevcreatecookie,
     udevreleasecookie, and the report fields of statistics, mangling and
     the device tree (names_using_dev and the like); --manglename,
