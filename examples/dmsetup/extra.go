@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinp/thinp/dm"
 )
 
@@ -17,8 +19,7 @@ This is thinp's pure-Go dmsetup (no libdevmapper). It differs from dmsetup:
   - without a udev daemon that answers, create, rename and remove make and
     remove the /dev/mapper nodes themselves (libdevmapper does the same
     unless it is built to rely on udev only);
-  - ls --tree draws no compact or inverted trees and does not cut lines
-    at the terminal's width;
+  - ls --tree draws no compact or inverted trees;
   - not implemented: ls --exec, create --concise, table
     --concise, -S|--select, measure, stats, udevcreatecookie,
     udevreleasecookie, and the report fields of statistics, mangling and
@@ -207,6 +208,7 @@ func wellFormed(s string) bool {
 // treeOpts are the -o switches of ls --tree this dmsetup draws.
 type treeOpts struct {
 	device, blkdevname, active, open, uuid, rw bool
+	noTrunc                                    bool
 	sym                                        treeSymbols
 }
 
@@ -266,7 +268,9 @@ func parseTreeOptions(s string) (treeOpts, error) {
 			o.sym = treeVT100
 		case strings.HasPrefix("ascii", w):
 			o.sym = treeASCII
-		case strings.HasPrefix("inverted", w), strings.HasPrefix("compact", w), strings.HasPrefix("notrunc", w):
+		case strings.HasPrefix("inverted", w), strings.HasPrefix("compact", w):
+		case strings.HasPrefix("notrunc", w):
+			o.noTrunc = true
 		default:
 			return o, libdmf("Tree options not recognised: %s.", strings.Join(words[k:], ","))
 		}
@@ -401,8 +405,56 @@ func (a *app) lsTree() error {
 		}
 	}
 	walk(top, 0)
-	io.WriteString(a.stdout, b.String())
+	out := b.String()
+	if !opts.noTrunc {
+		width := 80
+		if f, ok := a.stdout.(*os.File); ok && opts.sym != treeVT100 {
+			if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 3 {
+				width = int(ws.Col) - 3
+			}
+		}
+		out = truncateTree(out, width)
+	}
+	io.WriteString(a.stdout, out)
 	return nil
+}
+
+// truncateTree cuts each line of a tree at width columns (a UTF-8
+// character is one column) as dmsetup does: a line one column too long
+// keeps its last character, a longer one ends in "...".
+func truncateTree(text string, width int) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if line == "" {
+			continue
+		}
+		body := strings.TrimSuffix(line, "\n")
+		x, last := 1, byte(0)
+		for i := 0; i < len(body); i++ {
+			c := body[i]
+			if c&0xc0 != 0x80 {
+				x++
+			}
+			if x <= width {
+				b.WriteByte(c)
+			}
+			if x == width+1 && c&0xc0 != 0x80 {
+				if last != 0 || c&0x80 != 0 {
+					b.WriteString("...")
+				} else {
+					last = c
+					x--
+				}
+			}
+		}
+		if len(body) < len(line) {
+			if last != 0 && x == width {
+				b.WriteByte(last)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // badFieldError is an unknown report field: dmsetup answers with the list

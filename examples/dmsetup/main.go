@@ -19,8 +19,8 @@
 // command names thinp as the library; without a udev daemon that answers,
 // create, rename and remove make and remove /dev/mapper nodes themselves
 // (so paths work in that case too, where a libdevmapper built for udev
-// refuses them); ls --tree draws neither compact nor inverted trees and
-// does not cut lines at the terminal's width; --exec, --concise, full -S
+// refuses them); ls --tree draws neither compact nor inverted trees;
+// --exec, --concise, full -S
 // selections, measure, stats, udevcreatecookie and udevreleasecookie are not
 // implemented.
 //
