@@ -22,10 +22,13 @@ type daemon struct {
 	ctl  *dm.Control
 	pool *thin.Pool
 
-	banner    string        // what is watched, logged once watching
-	atMax     bool          // said that the pool reached -max, for this size
-	badMode   thin.PoolMode // the mode last said to block growth, or ModeUnknown
-	needCheck bool          // said that the pool needs thin_check
+	banner string // what is watched, logged once watching
+	atMax  bool   // said that the pool reached -max, for this size
+
+	foundLWM   thin.DataBlocks // the pool's low water mark when the daemon started
+	changedLWM bool            // whether the daemon changed it (restoreLWM puts it back)
+	badMode    thin.PoolMode   // the mode last said to block growth, or ModeUnknown
+	needCheck  bool            // said that the pool needs thin_check
 }
 
 func newDaemon(cfg config, w io.Writer) *daemon {
@@ -90,6 +93,7 @@ func (d *daemon) open(ctx context.Context) error {
 			return fmt.Errorf("-threshold %s is %d blocks, not less than the pool's %d: the pool would grow without end", c.threshold.text, want, total)
 		}
 		if thin.DataBlocks(want) != spec.LowWaterMark {
+			d.foundLWM, d.changedLWM = spec.LowWaterMark, true
 			if err := pool.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = thin.DataBlocks(want) }); err != nil {
 				return err
 			}
@@ -99,8 +103,11 @@ func (d *daemon) open(ctx context.Context) error {
 	} else if spec.LowWaterMark == 0 {
 		d.log.Printf("warning: pool %s's low water mark is 0, so the kernel signals only when it is full; consider -threshold", c.pool)
 	}
-	if spec.Length.Bytes() >= c.max {
-		d.log.Printf("warning: pool %s's data (%s) is already at or past -max %s: it will not grow", c.pool, size.IEC(spec.Length.Bytes()), size.IEC(c.max))
+	if spec.Length.Bytes() > c.max {
+		return &maxBelowSizeError{Pool: c.pool, Size: spec.Length.Bytes(), Max: c.max}
+	}
+	if spec.Length.Bytes() == c.max {
+		d.log.Printf("warning: pool %s's data (%s) is already at -max %s: it will not grow", c.pool, size.IEC(spec.Length.Bytes()), size.IEC(c.max))
 		d.atMax = true
 	}
 	d.banner = fmt.Sprintf("watching pool %s (%s): data %s in blocks of %s on %s (%s), threshold %d blocks (%s), step %s, max %s",
@@ -394,4 +401,30 @@ func (d *daemon) unsuspend(ctx context.Context, length dm.Sectors, lwm thin.Data
 	if err != nil {
 		d.logErr(fmt.Errorf("resuming pool %s: %w", d.cfg.pool, err))
 	}
+}
+
+// maxBelowSizeError is a -max smaller than the pool's data space already
+// is: the daemon could never honour it.
+type maxBelowSizeError struct {
+	Pool      string
+	Size, Max uint64 // bytes
+}
+
+func (e *maxBelowSizeError) Error() string {
+	return fmt.Sprintf("-max %s is below pool %s's current data size %s", size.IEC(e.Max), e.Pool, size.IEC(e.Size))
+}
+
+// restoreLWM puts the pool's low water mark back as the daemon found it, if
+// it changed it, so that stopping the daemon leaves the pool's table as it
+// was (but for the growth).
+func (d *daemon) restoreLWM(ctx context.Context) error {
+	if !d.changedLWM || d.pool == nil {
+		return nil
+	}
+	err := d.pool.Reconfigure(ctx, func(s *thin.PoolSpec) { s.LowWaterMark = d.foundLWM })
+	if err == nil {
+		d.log.Printf("restored pool %s's low water mark to %d blocks", d.cfg.pool, d.foundLWM)
+		d.changedLWM = false
+	}
+	return err
 }

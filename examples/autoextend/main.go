@@ -156,7 +156,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = d.watch(ctx)
 	}
+	if rerr := d.restoreLWM(context.Background()); rerr != nil {
+		d.logErr(fmt.Errorf("restoring the low water mark: %w", rerr))
+		if err == nil {
+			return exitFail
+		}
+	}
+	var mb *maxBelowSizeError
 	switch {
+	case errors.As(err, &mb):
+		fmt.Fprintf(stderr, "autoextend: %v\nRun 'autoextend -h' for usage.\n", err)
+		return exitUsage
 	case err != nil && ctx.Err() != nil:
 		// Asked to stop while starting: not a failure.
 		d.log.Printf("stopping")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,163 +12,137 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/udev"
 )
 
-// command is one dmsetup command: its name, its arguments as the usage
-// shows them, how many operands it takes (max -1: any number), what it
-// does, and its implementation.
+// command is one dmsetup command: its name, how many operands it takes
+// (max -1: any number) and its implementation. The usage text is dmsetup's
+// (usageText).
 type command struct {
 	name     string
-	args     string
 	min, max int
-	desc     string
 	run      func(a *app, args []string) error
 }
 
-// commands lists the commands in the order of the usage. It is set in
-// init because the help command refers to it.
+// commands lists the commands in the order of dmsetup's usage, with its
+// argument counts. It is set in init because the help command refers to it.
 var commands []command
 
 func init() {
 	commands = []command{
-		{"help", "[-c|-C|--columns] [<command>]", 0, 1,
-			"Prints the usage, the usage of one command, or with -c the fields of info -c.", (*app).help},
-		{"create", "<dev_name> [-u|--uuid <uuid>] [-r|--readonly] [-j|--major <major> -m|--minor <minor>]\n\t    [-n|--notable | --table <table> | <table_file>]", 1, 2,
-			"Creates a device, loads its table and resumes it. The table comes from --table,\n" +
-				"from <table_file>, or from stdin; with --notable the device has no table.", (*app).create},
-		{"remove", "[--deferred] [-f|--force] [--retry] <device>...", 0, -1,
-			"Removes devices. --retry retries a device that is busy for a few seconds (udev\n" +
-				"may hold it briefly); --deferred removes a device in use at its last close;\n" +
-				"--force first replaces the table with one that fails all I/O.", (*app).remove},
-		{"remove_all", "[-f|--force] [--deferred]", 0, 0,
-			"Removes every device that is not in use, then makes /dev/mapper match the kernel.\n" +
-				"--force first replaces the tables of devices in use with the error target.", (*app).removeAll},
-		{"suspend", "[--noflush] [--nolockfs] <device>...", 0, -1,
-			"Suspends devices: I/O is queued until resume. --noflush does not flush I/O in\n" +
-				"flight; --nolockfs does not freeze the filesystem on top.", (*app).suspend},
-		{"resume", "[--noflush] [--nolockfs] <device>...", 0, -1,
-			"Resumes devices, making a loaded (inactive) table live.", (*app).resume},
-		{"load", "<device> [-r|--readonly] [--table <table> | <table_file>]", 0, 2,
-			"Loads a table as the device's inactive table; resume makes it live.", (*app).load},
-		{"reload", "<device> [-r|--readonly] [--table <table> | <table_file>]", 0, 2,
-			"The same as load.", (*app).load},
-		{"clear", "<device>...", 0, -1,
-			"Drops the inactive table of devices.", (*app).clear},
-		{"rename", "<device> [--setuuid] <new_name_or_uuid>", 1, 2,
-			"Renames a device, or with --setuuid sets the uuid of a device that has none.", (*app).rename},
-		{"message", "<device> <sector> <message>", 2, -1,
-			"Sends a message to the target that maps <sector>, and prints its answer.\n" +
-				"Messages starting with '@' go to device-mapper itself.", (*app).message},
-		{"ls", "[--target <target_type>] [-o devno|devname|blkdevname]", 0, 0,
-			"Lists the devices, in the kernel's order.", (*app).ls},
-		{"info", "[-c|-C|--columns [-o <fields>] [--noheadings] [--separator <sep>]] [--inactive] [<device>...]", 0, -1,
-			"Shows the state of devices, all of them if none is named.", (*app).info},
-		{"deps", "[-o devno|devname|blkdevname] [--inactive] [<device>...]", 0, -1,
-			"Shows the block devices each device's table uses.", (*app).deps},
-		{"status", "[--noflush] [--inactive] [--target <target_type>] [<device>...]", 0, -1,
-			"Shows the status of each target of devices. --noflush keeps a thin pool from\n" +
-				"committing its metadata first.", (*app).status},
-		{"table", "[--inactive] [--target <target_type>] [--showkeys] [<device>...]", 0, -1,
-			"Shows the tables of devices. Crypt and integrity keys are shown as zeros unless\n" +
-				"--showkeys.", (*app).table},
-		{"wait", "[--noflush] <device> [<event_nr>]", 0, 2,
-			"Waits until the device's event counter differs from <event_nr> (default 0).", (*app).wait},
-		{"mknodes", "[<device>...]", 0, -1,
-			"Makes /dev/mapper match the kernel, for all devices or the named ones.", (*app).mknodes},
-		{"udevflags", "<cookie>", 1, 1,
-			"Decodes the udev flags of a cookie (DM_COOKIE) for lvm2's udev rules.", (*app).udevflags},
-		{"udevcomplete", "<cookie>", 1, 1,
-			"Tells the process waiting on a udev cookie that udev is done with one event.", (*app).udevcomplete},
-		{"udevcomplete_all", "[-y|--yes] [<age_in_minutes>]", 0, 1,
-			"Destroys every device-mapper udev cookie idle for at least <age_in_minutes>\n" +
-				"(default: all), releasing stuck waiters. Asks first unless --yes.", (*app).udevcompleteAll},
-		{"udevcookies", "", 0, 0,
-			"Lists the device-mapper udev cookies (SysV semaphores) in use.", (*app).udevcookies},
-		{"target-version", "<target>...", 1, -1,
-			"Shows the version of target types, loading their modules if needed.", (*app).targetVersion},
-		{"targets", "", 0, 0,
-			"Lists the target types the kernel has loaded, with their versions.", (*app).targets},
-		{"version", "", 0, 0,
-			"Shows this tool's version and the kernel's device-mapper interface version.", (*app).version},
+		{"help", 0, 0, (*app).help},
+		{"create", 0, 2, (*app).create},
+		{"remove", 0, -1, (*app).remove},
+		{"remove_all", 0, 0, (*app).removeAll},
+		{"suspend", 0, -1, (*app).suspend},
+		{"resume", 0, -1, (*app).resume},
+		{"load", 0, 2, (*app).load},
+		{"clear", 0, -1, (*app).clear},
+		{"reload", 0, 2, (*app).load},
+		{"wipe_table", 0, -1, (*app).wipeTable},
+		{"rename", 1, 2, (*app).rename},
+		{"measure", 0, -1, (*app).unsupported},
+		{"message", 2, -1, (*app).message},
+		{"ls", 0, 0, (*app).ls},
+		{"info", 0, -1, (*app).info},
+		{"deps", 0, -1, (*app).deps},
+		{"stats", 1, -1, (*app).unsupported},
+		{"status", 0, -1, (*app).status},
+		{"table", 0, -1, (*app).table},
+		{"wait", 0, 2, (*app).wait},
+		{"mknodes", 0, -1, (*app).mknodes},
+		{"mangle", 0, -1, (*app).mangle},
+		{"udevcreatecookie", 0, 0, (*app).unsupported},
+		{"udevreleasecookie", 0, 1, (*app).unsupported},
+		{"udevflags", 1, 1, (*app).udevflags},
+		{"udevcomplete", 1, 1, (*app).udevcomplete},
+		{"udevcomplete_all", 0, 1, (*app).udevcompleteAll},
+		{"udevcookies", 0, 0, (*app).udevcookies},
+		{"target-version", 1, -1, (*app).targetVersion},
+		{"targets", 0, 0, (*app).targets},
+		{"version", 0, 0, (*app).version},
+		{"setgeometry", 5, 5, (*app).setGeometry},
+		{"splitname", 1, 2, (*app).splitname},
 	}
 }
 
+// help prints the usage on stderr, with -c the report fields too, as
+// dmsetup does for help and -h.
 func (a *app) help(args []string) error {
-	if len(args) == 1 {
-		c := findCommand(args[0])
-		if c == nil {
-			return usagef("unknown command %q", args[0])
-		}
-		writeCommandUsage(a.stdout, c)
-		return nil
-	}
+	io.WriteString(a.stderr, usageText)
 	if a.opts.columns {
-		writeFieldHelp(a.stdout)
-		return nil
+		io.WriteString(a.stderr, fieldHelpText)
 	}
-	writeUsage(a.stdout)
+	if a.opts.verbose > 0 {
+		io.WriteString(a.stderr, thinpDifferences)
+	}
 	return nil
 }
 
-// singleRef returns the device named by -u or -j/-m, if any.
-func (a *app) singleRef() (dm.Ref, bool, error) {
+// unsupported is the answer for the commands thinp's dmsetup leaves out.
+func (a *app) unsupported(args []string) error {
+	return libdmf("%s: not supported by this dmsetup (thinp); use the real dmsetup for it.", a.command)
+}
+
+// errNoDevice is dmsetup's answer when no device was named.
+var errNoDeviceSpecified = libdmf("No device specified.")
+
+// devRef names a device argument (a name or a path) or, without one, the
+// device of -u or -j/-m, as dmsetup's tasks do: a name given wins over
+// -u and -j/-m.
+func (a *app) devRef(arg string, hasArg bool) (dm.Ref, string, error) {
+	if hasArg {
+		name, err := a.resolveName(arg, false)
+		if err != nil {
+			return dm.Ref{}, "", err
+		}
+		return dm.Name(name), name, nil
+	}
 	switch {
 	case a.opts.hasUUID:
-		return dm.UUID(a.opts.uuid), true, nil
+		return dm.UUID(a.opts.uuid), "", nil
 	case a.opts.hasMajor:
-		d, err := dm.ParseDev(a.opts.major + ":" + a.opts.minor)
-		if err != nil {
-			return dm.Ref{}, false, usagef("bad --major/--minor: %v", err)
-		}
-		return dm.DevNum(d), true, nil
+		return dm.DevNum(dm.Dev{Major: a.opts.majorNum, Minor: a.opts.minorNum}), "", nil
 	}
-	return dm.Ref{}, false, nil
+	return dm.Ref{}, "", errNoDeviceSpecified
 }
 
 // oneDevice splits off the device a single-device command works on: the
-// first operand, or -u / -j -m when given.
+// first operand, or -u / -j -m when there is none.
 func (a *app) oneDevice(args []string) (dm.Ref, []string, error) {
-	if ref, ok, err := a.singleRef(); ok || err != nil {
-		return ref, args, err
+	if len(args) > 0 {
+		ref, _, err := a.devRef(args[0], true)
+		return ref, args[1:], err
 	}
-	if len(args) == 0 {
-		return dm.Ref{}, nil, usagef("please specify a device")
-	}
-	return dm.Name(args[0]), args[1:], nil
+	ref, _, err := a.devRef("", false)
+	return ref, nil, err
 }
 
-// eachDevice runs fn for each named device (or the one of -u / -j -m),
-// printing each failure and carrying on; it fails if any did.
+// eachDevice runs fn for each named device (or the one of -u / -j -m). As
+// dmsetup does, it stops at the first device that fails.
 func (a *app) eachDevice(args []string, fn func(ctl *dm.Control, ref dm.Ref) error) error {
-	var refs []dm.Ref
-	if len(args) == 0 {
-		ref, ok, err := a.singleRef()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return usagef("please specify a device")
-		}
-		refs = append(refs, ref)
-	}
-	for _, n := range args {
-		refs = append(refs, dm.Name(n))
-	}
 	ctl, err := a.control()
 	if err != nil {
 		return err
 	}
-	failed := false
-	for _, ref := range refs {
-		if err := fn(ctl, ref); err != nil {
-			a.printError(err)
-			failed = true
+	if len(args) == 0 {
+		ref, _, err := a.devRef("", false)
+		if err != nil {
+			return err
 		}
+		return fn(ctl, ref)
 	}
-	if failed {
-		return errFailed
+	for _, n := range args {
+		ref, _, err := a.devRef(n, true)
+		if err != nil {
+			return err
+		}
+		if err := fn(ctl, ref); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -182,26 +157,42 @@ type target struct {
 // reportTargets resolves the devices of info, table, status and deps: the
 // named ones, the one of -u / -j -m, or all of them (in the kernel's
 // order). multiple says whether lines get a "name: " prefix, as dmsetup
-// does for anything but exactly one device. none is true when there are no
-// devices at all.
-func (a *app) reportTargets(ctl *dm.Control, args []string) (ts []target, multiple, none bool, err error) {
+// does for anything but exactly one device. all is true when every device
+// is reported (then a failing one does not stop the others), none when
+// there are no devices at all.
+func (a *app) reportTargets(ctl *dm.Control, args []string) (ts []target, multiple, all, none bool, err error) {
 	if len(args) > 0 {
 		for _, n := range args {
-			ts = append(ts, target{dm.Name(n), n})
+			ts = append(ts, target{name: n})
 		}
-		return ts, len(args) != 1, false, nil
+		return ts, len(args) != 1, false, false, nil
 	}
-	if ref, ok, err := a.singleRef(); ok || err != nil {
-		return []target{{ref: ref}}, false, false, err
+	if a.opts.hasUUID || a.opts.hasMajor {
+		ref, _, err := a.devRef("", false)
+		return []target{{ref: ref}}, false, false, false, err
 	}
 	devs, err := ctl.List(a.ctx)
 	if err != nil {
-		return nil, false, false, err
+		return nil, false, false, false, err
 	}
 	for _, d := range devs {
 		ts = append(ts, target{dm.Name(d.Name), d.Name})
 	}
-	return ts, true, len(devs) == 0, nil
+	return ts, true, true, len(devs) == 0, nil
+}
+
+// resolve fills in t.ref for a device named on the command line.
+func (a *app) resolve(t *target) error {
+	if t.ref != (dm.Ref{}) {
+		return nil
+	}
+	ref, name, err := a.devRef(t.name, true)
+	if err != nil {
+		return err
+	}
+	t.ref = ref
+	t.name = name
+	return nil
 }
 
 func (a *app) inactiveFlags() []dm.Flag {
@@ -221,7 +212,7 @@ func (a *app) readTable(file string) (dm.Table, error) {
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("couldn't open table file: %w", err)
+			return nil, libdmf("Couldn't open '%s' for reading.", file)
 		}
 		text, source = string(b), file
 	default:
@@ -234,18 +225,37 @@ func (a *app) readTable(file string) (dm.Table, error) {
 	return parseTableText(text, source)
 }
 
-// parseTableText parses table lines as dmsetup does (dm.ParseTable: blank
-// lines skipped, '#' starts a comment), naming the source on error.
+// parseTableText parses table lines as dmsetup does (blank lines skipped,
+// '#' starts a comment), naming the line and the source on error in
+// dmsetup's words.
 func parseTableText(text, source string) (dm.Table, error) {
 	t, err := dm.ParseTable(text)
-	if err != nil {
-		return nil, fmt.Errorf("invalid format in table %s: %v", source, err)
+	if err == nil {
+		return t, nil
 	}
-	return t, nil
+	for i, line := range strings.Split(text, "\n") {
+		l := strings.TrimSpace(line)
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		if _, err := dm.ParseTarget(l); err != nil {
+			return nil, libdmf("Invalid format on line %d of table %s.", i+1, source)
+		}
+	}
+	return nil, libdmf("Invalid format in table %s: %v", source, err)
 }
 
 func (a *app) create(args []string) error {
-	name := args[0]
+	if a.opts.concise {
+		return a.unsupported(args)
+	}
+	if len(args) == 0 {
+		return libdmf("Please provide a name for the new device.")
+	}
+	name, err := a.resolveName(args[0], true)
+	if err != nil {
+		return err
+	}
 	file := ""
 	if len(args) == 2 {
 		file = args[1]
@@ -258,15 +268,10 @@ func (a *app) create(args []string) error {
 		copts = append(copts, dm.WithReadOnly())
 	}
 	if a.opts.hasMinor {
-		m, err := strconv.ParseUint(a.opts.minor, 10, 32)
-		if err != nil {
-			return usagef("bad --minor %q", a.opts.minor)
-		}
-		copts = append(copts, dm.WithMinor(uint32(m)))
+		copts = append(copts, dm.WithMinor(a.opts.minorNum))
 	}
 	var table dm.Table
 	if !a.opts.noTable {
-		var err error
 		if table, err = a.readTable(file); err != nil {
 			return err
 		}
@@ -279,7 +284,7 @@ func (a *app) create(args []string) error {
 		// dmsetup creates a table-less device when the table is empty.
 		_, err = ctl.CreateDevice(a.ctx, name, copts...)
 	} else {
-		_, err = ctl.Create(a.ctx, name, table, copts...)
+		err = a.createLoaded(ctl, name, table, copts)
 	}
 	if err != nil {
 		return err
@@ -292,14 +297,11 @@ func (a *app) create(args []string) error {
 
 func (a *app) load(args []string) error {
 	if a.opts.noTable {
-		return usagef("--notable only available when creating new device")
+		return libdmf("--notable only available when creating new device.")
 	}
 	ref, rest, err := a.oneDevice(args)
 	if err != nil {
 		return err
-	}
-	if len(rest) > 1 {
-		return usagef("too many arguments")
 	}
 	file := ""
 	if len(rest) == 1 {
@@ -371,16 +373,31 @@ func (a *app) clear(args []string) error {
 func (a *app) wipe(ctl *dm.Control, ref dm.Ref) error {
 	t, err := ctl.Table(a.ctx, ref)
 	if err != nil {
+		// dmsetup goes on to load an empty error table, which fails the
+		// same way: print both lines as it does.
+		var de *dm.Error
+		if errors.As(err, &de) && de.Errno() != 0 {
+			a.printError(err)
+			return libdmf("device-mapper: reload ioctl on %s failed: %s", refText(a.describe(de)), strerror(de.Errno()))
+		}
 		return err
 	}
 	size := t.Size()
 	if size == 0 {
-		return nil
+		// dmsetup loads an empty error table, which the kernel refuses.
+		return libdmf("device-mapper: reload ioctl on %s failed: %s",
+			refText(a.describe(dm.NewError("reload", ref, nil))), strerror(unix.EINVAL))
 	}
 	if err := ctl.Load(a.ctx, ref, dm.Table{{Start: 0, Length: size, Type: "error"}}); err != nil {
 		return err
 	}
-	if _, err := ctl.Resume(a.ctx, ref, dm.NoFlush, dm.SkipLockfs); err != nil {
+	var rflags []dm.Flag
+	if a.opts.force || a.command == "remove" {
+		rflags = []dm.Flag{dm.NoFlush, dm.SkipLockfs}
+	} else {
+		rflags = a.suspendFlags()
+	}
+	if _, err := ctl.Resume(a.ctx, ref, rflags...); err != nil {
 		_ = ctl.Clear(a.ctx, ref)
 		return err
 	}
@@ -454,19 +471,9 @@ func (a *app) removeAll(args []string) error {
 }
 
 func (a *app) rename(args []string) error {
-	var ref dm.Ref
-	switch len(args) {
-	case 2:
-		ref = dm.Name(args[0])
-	default:
-		r, ok, err := a.singleRef()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return usagef("please specify a device and its new name")
-		}
-		ref = r
+	ref, _, err := a.devRef(args[0], len(args) == 2)
+	if err != nil {
+		return err
 	}
 	ctl, err := a.control()
 	if err != nil {
@@ -484,12 +491,15 @@ func (a *app) message(args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(rest) < 2 {
-		return usagef("no message supplied")
+	if len(rest) < 1 {
+		return libdmf("Invalid sector.")
 	}
 	sector, err := strconv.ParseUint(rest[0], 10, 64)
 	if err != nil {
-		return usagef("invalid sector %q", rest[0])
+		return libdmf("Invalid sector.")
+	}
+	if len(rest) < 2 {
+		return libdmf("No message supplied.")
 	}
 	ctl, err := a.control()
 	if err != nil {
@@ -505,13 +515,13 @@ func (a *app) message(args []string) error {
 
 func (a *app) ls(args []string) error {
 	if a.opts.tree {
-		return usagef("--tree is not supported by this dmsetup")
+		return a.lsTree()
 	}
 	mode := nameDevNo
 	if a.opts.hasFields {
 		m, err := parseNameMode(a.opts.fields)
 		if err != nil {
-			return usagef("%v", err)
+			return err
 		}
 		mode = m
 	}
@@ -556,10 +566,21 @@ func (a *app) ls(args []string) error {
 func (a *app) deviceInfo(ctl *dm.Control, ref dm.Ref) (deviceInfo, error) {
 	info, err := ctl.Info(a.ctx, ref, a.inactiveFlags()...)
 	if err != nil {
-		return deviceInfo{}, err
+		return deviceInfo{}, notExist(err)
 	}
-	d := deviceInfo{Info: info}
+	d := deviceInfo{Info: info, Split: newSplitName(uuidSubsystem(info.UUID), info.Name)}
 	d.ReadAhead, d.HasReadAhead = a.sys.readAhead(info.Dev)
+	if !d.HasReadAhead && !a.opts.columns {
+		// libdevmapper then asks the device node, and says when there is
+		// none (a device without a table has no node under udev).
+		node := filepath.Join(a.devDir, "mapper", info.Name)
+		if _, err := os.Stat(node); err != nil {
+			var errno unix.Errno
+			if errors.As(err, &errno) {
+				a.logf("%s: open failed: %s", node, strerror(errno))
+			}
+		}
+	}
 	d.BlkDevName, _ = a.sys.blockName(info.Dev)
 	return d, nil
 }
@@ -578,48 +599,92 @@ func (a *app) info(args []string) error {
 	var rf *reportFormat
 	if a.opts.columns {
 		var err error
-		if a.opts.hasFields && canonicalField(a.opts.fields) == "help" {
-			writeFieldHelp(a.stdout)
+		if a.opts.hasFields && strings.Contains(a.opts.fields, "help") {
+			io.WriteString(a.stderr, fieldHelpText)
 			return nil
 		}
 		if rf, err = newReportFormat(&a.opts); err != nil {
-			return usagef("%v", err)
+			return err
 		}
 	}
 	ctl, err := a.control()
 	if err != nil {
 		return err
 	}
-	ts, _, none, err := a.reportTargets(ctl, args)
+	ts, _, all, none, err := a.reportTargets(ctl, args)
 	if err != nil {
 		return err
 	}
 	if none {
-		io.WriteString(a.stdout, "No devices found\n")
+		if rf == nil {
+			io.WriteString(a.stdout, "No devices found\n")
+		}
 		return nil
 	}
+	var sel *selection
+	if a.opts.hasSel {
+		if sel, err = parseSelection(a.opts.sel); err != nil {
+			return err
+		}
+	}
 	var rows []deviceInfo
-	failed := false
-	for _, t := range ts {
+	err = a.forTargets(ts, all, func(t target) error {
 		d, err := a.deviceInfo(ctl, t.ref)
 		if err != nil {
-			a.printError(err)
-			failed = true
-			continue
+			return err
+		}
+		if sel != nil && !sel.match(&d) {
+			return nil
 		}
 		if rf != nil {
+			if rf.needsDeps() {
+				a.fillDeps(ctl, &d)
+			}
 			rows = append(rows, d)
 		} else {
 			writeInfo(a.stdout, d)
 		}
-	}
+		return nil
+	})
 	if rf != nil {
 		rf.write(a.stdout, rows)
+	}
+	return err
+}
+
+// forTargets runs fn for each device. Devices named on the command line
+// stop at the first failure, as in dmsetup; when every device is reported,
+// each failure is printed and the others are still shown.
+func (a *app) forTargets(ts []target, all bool, fn func(t target) error) error {
+	failed := false
+	for _, t := range ts {
+		err := a.resolve(&t)
+		if err == nil {
+			err = fn(t)
+		}
+		if err != nil {
+			if !all {
+				return err
+			}
+			a.printError(err)
+			failed = true
+		}
 	}
 	if failed {
 		return errFailed
 	}
 	return nil
+}
+
+// notExist turns the kernel's "no such device" for info and status into
+// dmsetup's "Device does not exist.": libdevmapper does not report ENXIO
+// from those two as an ioctl failure.
+func notExist(err error) error {
+	var de *dm.Error
+	if errors.As(err, &de) && de.Errno() == unix.ENXIO {
+		return errNoDevice
+	}
+	return err
 }
 
 // targetLinesFunc reads the table or the status of one device, as lines.
@@ -639,7 +704,7 @@ func (a *app) status(args []string) error {
 	}
 	return a.showTargets(args, false, func(ctl *dm.Control, ref dm.Ref) ([]targetLine, error) {
 		st, err := ctl.Status(a.ctx, ref, flags...)
-		return statusLines(st), err
+		return statusLines(st), notExist(err)
 	})
 }
 
@@ -649,7 +714,7 @@ func (a *app) showTargets(args []string, isTable bool, get targetLinesFunc) erro
 	if err != nil {
 		return err
 	}
-	ts, multiple, none, err := a.reportTargets(ctl, args)
+	ts, multiple, all, none, err := a.reportTargets(ctl, args)
 	if err != nil {
 		return err
 	}
@@ -658,13 +723,10 @@ func (a *app) showTargets(args []string, isTable bool, get targetLinesFunc) erro
 		return nil
 	}
 	verbose := a.opts.verbose > 0
-	failed := false
-	for _, t := range ts {
+	return a.forTargets(ts, all, func(t target) error {
 		lines, err := get(ctl, t.ref)
 		if err != nil {
-			a.printError(err)
-			failed = true
-			continue
+			return err
 		}
 		o := targetsOutput{HideKeys: isTable && !a.opts.showKeys}
 		if a.opts.hasTarget {
@@ -678,24 +740,20 @@ func (a *app) showTargets(args []string, isTable bool, get targetLinesFunc) erro
 			// matching line, and an empty line after the device.
 			var buf strings.Builder
 			if !writeTargets(&buf, lines, o) {
-				continue
+				return nil
 			}
 			if err := a.showInfo(ctl, t.ref); err != nil {
-				a.printError(err)
-				failed = true
+				return err
 			}
 			io.WriteString(a.stdout, buf.String())
 			if multiple {
 				io.WriteString(a.stdout, "\n")
 			}
-			continue
+			return nil
 		}
 		writeTargets(a.stdout, lines, o)
-	}
-	if failed {
-		return errFailed
-	}
-	return nil
+		return nil
+	})
 }
 
 func (a *app) deps(args []string) error {
@@ -703,7 +761,7 @@ func (a *app) deps(args []string) error {
 	if a.opts.hasFields {
 		m, err := parseNameMode(a.opts.fields)
 		if err != nil {
-			return usagef("%v", err)
+			return err
 		}
 		mode = m
 	}
@@ -711,7 +769,7 @@ func (a *app) deps(args []string) error {
 	if err != nil {
 		return err
 	}
-	ts, multiple, none, err := a.reportTargets(ctl, args)
+	ts, multiple, all, none, err := a.reportTargets(ctl, args)
 	if err != nil {
 		return err
 	}
@@ -720,19 +778,15 @@ func (a *app) deps(args []string) error {
 		return nil
 	}
 	verbose := a.opts.verbose > 0
-	failed := false
-	for _, t := range ts {
+	return a.forTargets(ts, all, func(t target) error {
 		deps, err := ctl.Deps(a.ctx, t.ref, a.inactiveFlags()...)
 		if err != nil {
-			a.printError(err)
-			failed = true
-			continue
+			return err
 		}
 		prefix := ""
 		if verbose {
 			if err := a.showInfo(ctl, t.ref); err != nil {
-				a.printError(err)
-				failed = true
+				return err
 			}
 		} else if multiple {
 			prefix = t.name + ": "
@@ -741,11 +795,8 @@ func (a *app) deps(args []string) error {
 		if multiple && verbose {
 			io.WriteString(a.stdout, "\n")
 		}
-	}
-	if failed {
-		return errFailed
-	}
-	return nil
+		return nil
+	})
 }
 
 func (a *app) wait(args []string) error {
@@ -753,15 +804,9 @@ func (a *app) wait(args []string) error {
 	if err != nil {
 		return err
 	}
-	var last uint64
-	switch len(rest) {
-	case 0:
-	case 1:
-		if last, err = strconv.ParseUint(rest[0], 10, 32); err != nil {
-			return usagef("invalid event number %q", rest[0])
-		}
-	default:
-		return usagef("too many arguments")
+	var last uint32
+	if len(rest) > 0 {
+		last = atoi(rest[len(rest)-1])
 	}
 	ctl, err := a.control()
 	if err != nil {
@@ -771,7 +816,7 @@ func (a *app) wait(args []string) error {
 	if a.opts.noFlush {
 		flags = append(flags, dm.NoFlush)
 	}
-	if _, err := ctl.Wait(a.ctx, ref, uint32(last), flags...); err != nil {
+	if _, err := ctl.Wait(a.ctx, ref, last, flags...); err != nil {
 		return err
 	}
 	if a.opts.verbose > 0 {
@@ -813,7 +858,7 @@ func (a *app) mknodes(args []string) error {
 func (a *app) udevflags(args []string) error {
 	cookie, err := parseCookie(args[0])
 	if err != nil {
-		return usagef("%v", err)
+		return libdmf("Incorrect cookie value.")
 	}
 	writeUdevFlags(a.stdout, cookie)
 	return nil
@@ -822,7 +867,7 @@ func (a *app) udevflags(args []string) error {
 func (a *app) udevcomplete(args []string) error {
 	cookie, err := parseCookie(args[0])
 	if err != nil {
-		return usagef("%v", err)
+		return libdmf("Incorrect cookie value.")
 	}
 	io.WriteString(a.stdout, completedLine(cookie))
 	return udev.Complete(cookie)
@@ -833,7 +878,7 @@ func (a *app) udevcompleteAll(args []string) error {
 	if len(args) == 1 {
 		var err error
 		if minutes, err = strconv.ParseUint(args[0], 10, 32); err != nil {
-			return usagef("failed to read age_in_minutes parameter %q", args[0])
+			return libdmf("Failed to read age_in_minutes parameter.")
 		}
 	}
 	if !a.opts.yes {
@@ -912,11 +957,10 @@ func (a *app) targetVersion(args []string) error {
 	}
 	failed := false
 	for _, name := range args {
+		a.curTarget = name
 		v, err := ctl.TargetVersion(a.ctx, name)
 		if err != nil {
-			a.printError(err)
-			failed = true
-			continue
+			return err // dmsetup stops at the first unknown target
 		}
 		writeTargetVersion(a.stdout, name, v)
 	}
@@ -952,5 +996,34 @@ func (a *app) version(args []string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Driver version:    %s\n", v)
+	return nil
+}
+
+// createLoaded creates a device with a table as libdevmapper does, so that
+// a failure names what it does: create, load (on failure the new device is
+// removed again, and the failure line names its number), resume.
+func (a *app) createLoaded(ctl *dm.Control, name string, table dm.Table, copts []dm.CreateOption) error {
+	info, err := ctl.CreateDevice(a.ctx, name, copts...)
+	if err != nil {
+		return err
+	}
+	var flags []dm.Flag
+	if a.opts.readOnly {
+		flags = append(flags, dm.ReadOnly)
+	}
+	undo := func(err error) error {
+		_ = ctl.Remove(context.Background(), dm.Name(name))
+		var de *dm.Error
+		if errors.As(err, &de) {
+			return &createError{err: de, dev: info.Dev}
+		}
+		return err
+	}
+	if err := ctl.Load(a.ctx, dm.Name(name), table, flags...); err != nil {
+		return undo(err)
+	}
+	if _, err := ctl.Resume(a.ctx, dm.Name(name)); err != nil {
+		return undo(err)
+	}
 	return nil
 }

@@ -25,19 +25,21 @@ const (
 	nameBlkDev                 // "(dm-0)"
 )
 
-// parseNameMode parses the -o argument of ls and deps.
+// parseNameMode parses the -o argument of ls and deps: each word may be a
+// prefix of its option, as in dmsetup.
 func parseNameMode(s string) (nameMode, error) {
 	mode := nameDevNo
 	for _, w := range strings.Split(s, ",") {
-		switch strings.TrimSpace(w) {
-		case "", "devno":
+		switch {
+		case strings.HasPrefix("devno", w):
 			mode = nameDevNo
-		case "devname":
-			mode = nameMapper
-		case "blkdevname":
+		case strings.HasPrefix("blkdevname", w):
 			mode = nameBlkDev
+		case strings.HasPrefix("devname", w):
+			mode = nameMapper
 		default:
-			return 0, fmt.Errorf("option %q not recognised: want devno, devname or blkdevname", w)
+			// dmsetup names the rest of the list, from the bad word on.
+			return 0, libdmf("Option not recognised: %s.", s[strings.Index(s, w):])
 		}
 	}
 	return mode, nil
@@ -80,6 +82,13 @@ type deviceInfo struct {
 	HasReadAhead bool
 	// BlkDevName is the kernel's name of the block device, "dm-0".
 	BlkDevName string
+	// Deps are the devices the table uses, with their mapped-device names
+	// (DepNames, for those that are mapped devices) and kernel names.
+	Deps        []dm.Dev
+	DepNames    []string
+	DepBlkNames []string
+	// Split is the name split into its LVM parts.
+	Split splitName
 }
 
 // writeInfo prints the default, multi-line `dmsetup info` block of one

@@ -428,3 +428,12 @@ func quote(s string, present bool) string {
 	}
 	return strconv.Quote(s)
 }
+
+// TestTruncateTree: a line cut as the real dmsetup cut it in the VM.
+func TestTruncateTree(t *testing.T) {
+	in := " `-thinp-test-59971004519bfe-lin <dm-1> (254:1) [ACTIVE, RW, 1, thinp-test-59971004519bfe-uuid]\nshort\n"
+	want := " `-thinp-test-59971004519bfe-lin <dm-1> (254:1) [ACTIVE, RW, 1, thinp-test-5997...\nshort\n"
+	if got := truncateTree(in, 80); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

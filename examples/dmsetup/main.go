@@ -1,24 +1,32 @@
-// Command dmsetup is a pure-Go dmsetup for the commands people use, built
-// on package dm: no cgo, no libdevmapper, and it never runs the real
-// dmsetup. The output of ls, info (also -c), table, status and deps is
-// byte for byte that of dmsetup 1.02.185.
+// Command dmsetup is a pure-Go dmsetup built on package dm: no cgo, no
+// libdevmapper, and it never runs the real dmsetup. It is meant as a drop-in
+// for programs that exec dmsetup 1.02.185 and read what it prints:
 //
-// Usage:
+//   - ls, info (also -c, -o, -O, simple -S field=value), table, status,
+//     deps, splitname and the usage print the same bytes;
+//   - a device argument may be a name, a /dev/mapper/NAME path, /dev/dm-N,
+//     "mapper/NAME", or -u UUID / -j MAJOR -m MINOR, resolved as
+//     libdevmapper resolves them;
+//   - failures print libdevmapper's lines on stderr, "device-mapper: <task>
+//     ioctl on <name> <uuid> failed: <strerror>" then "Command failed.", so
+//     programs that take the errno from the text after "failed: " keep
+//     working; usage mistakes print dmsetup's messages and usage on stderr,
+//     and the exit statuses are dmsetup's;
+//   - like dmsetup, a command on several devices stops at the first one
+//     that fails.
 //
-//	dmsetup [-v] [--noudevsync] <command> [options] [args]
-//	dmsetup help [<command>]
-//	dmsetup <command> -h
-//
-// Commands: create, load (reload), clear, suspend, resume, remove,
-// remove_all, rename, message, wait, ls, info, table, status, deps,
-// targets, target-version, version, mknodes, udevcookies, udevcomplete,
-// udevcomplete_all, udevflags. Options may come anywhere on the command
-// line, as with dmsetup. Errors are printed on stderr (-v adds where they
-// happened) and make the exit status 1.
+// Where it deliberately differs ("dmsetup -h -v" lists it): the version
+// command names thinp as the library; without a udev daemon that answers,
+// create, rename and remove make and remove /dev/mapper nodes themselves
+// (so paths work in that case too, where a libdevmapper built for udev
+// refuses them); ls --tree draws neither compact nor inverted trees;
+// --exec, --concise, full -S
+// selections, measure, stats, udevcreatecookie and udevreleasecookie are not
+// implemented.
 //
 // By default the tool waits for udev after create, resume, rename and
-// remove when udev can answer, exactly as libdevmapper does, and manages
-// /dev/mapper nodes itself when it cannot; --noudevsync never waits.
+// remove when udev can answer, exactly as libdevmapper does; --noudevsync
+// never waits.
 package main
 
 import (
@@ -29,7 +37,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/thinp/thinp/dm"
@@ -55,17 +62,11 @@ type app struct {
 	sys    sysfs  // sysfs root
 	devDir string // where device nodes live
 
+	prog      string // argv[0], for the switch parser's messages
+	command   string // the command being run
+	curTarget string // target-version: the target being asked about
+
 	ctl *dm.Control // opened on first use
-}
-
-// usageError is a mistake on the command line: it is printed with a hint
-// to the usage.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
 // errFailed is returned by a command that already printed its errors (one per
@@ -78,7 +79,10 @@ var errFailed = errors.New("command failed")
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{ctx: ctx, stdin: os.Stdin, stdout: stdout, stderr: stderr, sys: "/sys", devDir: "/dev"}
+	a := &app{ctx: ctx, stdin: os.Stdin, stdout: stdout, stderr: stderr, sys: "/sys", devDir: "/dev", prog: os.Args[0]}
+	if d := os.Getenv("DM_DEV_DIR"); d != "" {
+		a.devDir = d
+	}
 	defer a.close()
 	return a.main(args)
 }
@@ -91,83 +95,112 @@ func (a *app) close() {
 	}
 }
 
-// main parses args, runs the command and returns the exit status.
+// logf prints one line on stderr, as libdevmapper's log_error does.
+func (a *app) logf(format string, args ...any) {
+	fmt.Fprintf(a.stderr, format+"\n", args...)
+}
+
+// cmdLineFailed reports a command line dmsetup cannot process.
+func (a *app) cmdLineFailed(msg string) int {
+	if msg != "" {
+		a.logf("%s", msg)
+	}
+	a.logf("Couldn't process command line.")
+	return exitFail
+}
+
+// main parses args, runs the command and returns the exit status, with
+// dmsetup's messages, streams and statuses for every mistake: usage on
+// stderr, "Couldn't process command line." for bad switches, "Command
+// failed." after a command's own error.
 func (a *app) main(args []string) int {
+	if a.prog == "" {
+		a.prog = "dmsetup"
+	}
 	opts, operands, err := parseArgs(args)
 	if err != nil {
-		fmt.Fprintf(a.stderr, "dmsetup: %v\n", err)
-		fmt.Fprintln(a.stderr, "Run 'dmsetup --help' for usage.")
-		return exitFail
+		return a.cmdLineFailed(fmt.Sprintf("%s: %v", a.prog, err))
 	}
 	a.opts = opts
-	if opts.version && len(operands) == 0 {
-		operands = []string{"version"}
+	if opts.hasMajor != opts.hasMinor {
+		return a.cmdLineFailed("Please specify both major number and minor number.")
 	}
-	if len(operands) == 0 {
-		if opts.help {
-			writeUsage(a.stdout)
-			return exitOK
+	var cmd *command
+	switch {
+	case opts.help:
+		cmd = findCommand("help")
+		operands = nil
+	case opts.version:
+		cmd = findCommand("version")
+		operands = nil
+	case len(operands) == 0:
+		io.WriteString(a.stderr, usageText)
+		return exitFail
+	default:
+		if cmd = findCommand(operands[0]); cmd == nil {
+			a.logf("Unknown command.")
+			io.WriteString(a.stderr, usageText)
+			return exitFail
 		}
-		writeUsage(a.stderr)
-		return exitFail
-	}
-	cmd := findCommand(operands[0])
-	if cmd == nil {
-		fmt.Fprintf(a.stderr, "dmsetup: unknown command %q\n", operands[0])
-		fmt.Fprintln(a.stderr, "Run 'dmsetup --help' for usage.")
-		return exitFail
-	}
-	args = operands[1:]
-	if opts.help {
-		if cmd.name == "help" && opts.columns {
-			writeFieldHelp(a.stdout)
-		} else {
-			writeCommandUsage(a.stdout, cmd)
+		operands = operands[1:]
+		if len(operands) < cmd.min || (cmd.max >= 0 && len(operands) > cmd.max) {
+			a.logf("Incorrect number of arguments.")
+			io.WriteString(a.stderr, usageText)
+			return exitFail
 		}
-		return exitOK
 	}
-	if len(args) < cmd.min || (cmd.max >= 0 && len(args) > cmd.max) {
-		fmt.Fprintf(a.stderr, "dmsetup %s: incorrect number of arguments\n", cmd.name)
-		writeCommandUsage(a.stderr, cmd)
-		return exitFail
+	a.command = cmd.name
+	if cmd.name == "splitname" {
+		a.opts.columns = true
 	}
-	if err := a.checkOptions(); err != nil {
-		a.printError(err)
-		return exitFail
+	if err := a.checkOptions(cmd); err != nil {
+		return a.cmdLineFailed(err.Error())
 	}
-	if err := cmd.run(a, args); err != nil {
+	code := exitOK
+	if err := cmd.run(a, operands); err != nil {
+		var bf *badFieldError
+		if errors.As(err, &bf) {
+			// As dmsetup: the field list, the complaint, no "Command failed.".
+			io.WriteString(a.stderr, fieldHelpText)
+			a.logf("%s", bf.msg)
+			return exitFail
+		}
 		if !errors.Is(err, errFailed) {
 			a.printError(err)
 		}
-		var ue *usageError
-		if errors.As(err, &ue) {
-			writeCommandUsage(a.stderr, cmd)
-		}
-		return exitFail
+		a.logf("Command failed.")
+		code = exitFail
 	}
-	return exitOK
+	if opts.help || opts.version {
+		return exitOK // as dmsetup: --help and --version always succeed
+	}
+	return code
 }
 
-// checkOptions refuses combinations dmsetup refuses.
-func (a *app) checkOptions() error {
+// checkOptions refuses what dmsetup refuses before running a command.
+func (a *app) checkOptions(cmd *command) error {
 	o := &a.opts
-	if o.hasMajor != o.hasMinor {
-		return usagef("please specify both major number and minor number")
+	if o.tree && !o.columns {
+		if _, err := parseTreeOptions(o.fields); err != nil {
+			return err
+		}
+		return nil
 	}
-	if o.hasTable && o.noTable {
-		return usagef("--table and --notable are incompatible")
+	if !o.columns && o.hasFields && !o.tree {
+		if _, err := parseNameMode(o.fields); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// printError prints err on stderr: %v, or %+v (with the stack of a
-// *dm.Error) under -v.
+// printError prints err as libdevmapper would (see libdmMessage); -vvv
+// adds the library's own description with its stack.
 func (a *app) printError(err error) {
-	if a.opts.verbose > 0 {
-		fmt.Fprintf(a.stderr, "dmsetup: %+v\n", err)
-		return
+	a.logf("%s", a.libdmMessage(err))
+	if a.opts.verbose > 2 {
+		fmt.Fprintf(a.stderr, "thinp: %+v\n", err)
 	}
-	fmt.Fprintf(a.stderr, "dmsetup: %v\n", err)
 }
 
 // control opens the device-mapper control node on first use.
@@ -190,45 +223,15 @@ func (a *app) control() (*dm.Control, error) {
 	return ctl, nil
 }
 
-// libraryVersion names what stands in for libdevmapper: this module.
+// libraryVersion names what stands in for libdevmapper: this module, with
+// its version from the build information ("(devel)" in a plain go build of
+// the repository).
 func libraryVersion() string {
 	v := "(devel)"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		v = bi.Main.Version
 	}
 	return "thinp " + v + " (pure Go, no libdevmapper)"
-}
-
-// writeUsage prints the overall usage.
-func writeUsage(w io.Writer) {
-	var b strings.Builder
-	b.WriteString(`Usage:
-
-dmsetup
-        [--version] [-h|--help [-c|-C|--columns]]
-        [-v|--verbose] [-f|--force] [-r|--readonly]
-        [--noflush] [--nolockfs] [--inactive] [--noudevsync]
-        [-y|--yes] [--retry] [--deferred]
-        [-c|-C|--columns] [-o <fields>] [--noheadings] [--separator <separator>]
-
-`)
-	for _, c := range commands {
-		fmt.Fprintf(&b, "\t%s %s\n", c.name, c.args)
-	}
-	b.WriteString(`
-<device> is a device name or, where one device is meant and no name is
-given, -u|--uuid <uuid> or -j|--major <major> -m|--minor <minor>.
-<fields> are comma-separated. Use 'help -c' for the list.
-Table_file contents may be supplied on stdin.
-ls and deps -o options are: devno, devname, blkdevname.
-'dmsetup <command> -h' describes one command.
-`)
-	io.WriteString(w, b.String())
-}
-
-// writeCommandUsage prints one command's usage and description.
-func writeCommandUsage(w io.Writer, c *command) {
-	fmt.Fprintf(w, "Usage: dmsetup %s %s\n\n%s\n", c.name, c.args, c.desc)
 }
 
 // findCommand finds a command by name.

@@ -44,6 +44,26 @@ type options struct {
 	hasMajor  bool
 	minor     string
 	hasMinor  bool
+	majorNum  uint32 // -j and -m as C's atoi reads them
+	minorNum  uint32
+	concise   bool
+	splitName bool   // splitname: its default report fields
+	sort      string // -O
+	hasSort   bool
+	sel       string // -S
+	hasSel    bool
+	exec      string
+	hasExec   bool
+}
+
+// atoi reads a number as C's atoi does: leading digits, 0 for none.
+func atoi(s string) uint32 {
+	s = strings.TrimLeft(s, " \t")
+	var n uint32
+	for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = n*10 + uint32(s[i]-'0')
+	}
+	return n
 }
 
 // optSpec describes one switch: its long name, its short letter (0 if
@@ -82,8 +102,26 @@ var optSpecs = []optSpec{
 	{"setuuid", 0, false, func(o *options, _ string) { o.setUUID = true }},
 	{"showkeys", 0, false, func(o *options, _ string) { o.showKeys = true }},
 	{"tree", 0, false, func(o *options, _ string) { o.tree = true }},
-	{"major", 'j', true, func(o *options, v string) { o.major, o.hasMajor = v, true }},
-	{"minor", 'm', true, func(o *options, v string) { o.minor, o.hasMinor = v, true }},
+	{"major", 'j', true, func(o *options, v string) { o.major, o.hasMajor, o.majorNum = v, true, atoi(v) }},
+	{"minor", 'm', true, func(o *options, v string) { o.minor, o.hasMinor, o.minorNum = v, true, atoi(v) }},
+	{"concise", 0, false, func(o *options, _ string) { o.concise = true }},
+	{"sort", 'O', true, func(o *options, v string) { o.sort, o.hasSort = v, true }},
+	{"select", 'S', true, func(o *options, v string) { o.sel, o.hasSel = v, true }},
+	{"exec", 'e', true, func(o *options, v string) { o.exec, o.hasExec = v, true }},
+	// Accepted for compatibility; they change nothing here (see doc.go).
+	{"addnodeoncreate", 0, false, func(o *options, _ string) {}},
+	{"addnodeonresume", 0, false, func(o *options, _ string) {}},
+	{"checks", 0, false, func(o *options, _ string) {}},
+	{"manglename", 0, true, func(o *options, _ string) {}},
+	{"nameprefixes", 0, false, func(o *options, _ string) {}},
+	{"noopencount", 0, false, func(o *options, _ string) {}},
+	{"noudevrules", 0, false, func(o *options, _ string) {}},
+	{"readahead", 0, true, func(o *options, _ string) {}},
+	{"udevcookie", 0, true, func(o *options, _ string) {}},
+	{"verifyudev", 0, false, func(o *options, _ string) {}},
+	{"uid", 'U', true, func(o *options, _ string) {}},
+	{"gid", 'G', true, func(o *options, _ string) {}},
+	{"mode", 'M', true, func(o *options, _ string) {}},
 }
 
 // parseArgs separates switches from operands (the command and its

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -73,6 +74,33 @@ var reportFields = []reportField{
 	{"events", "Event", 6, true, "Number of most recent event.", func(d *deviceInfo) string {
 		return strconv.FormatUint(uint64(d.EventNr), 10)
 	}},
+	{"device_count", "#Devs", 5, true, "", func(d *deviceInfo) string { return strconv.Itoa(len(d.Deps)) }},
+	{"devs_used", "DevNamesUsed", 16, false, "", func(d *deviceInfo) string { return strings.Join(d.DepNames, ",") }},
+	{"devnos_used", "DevNosUsed", 16, false, "", func(d *deviceInfo) string {
+		s := make([]string, len(d.Deps))
+		for i, dev := range d.Deps {
+			s[i] = dev.String()
+		}
+		return strings.Join(s, ",")
+	}},
+	{"blkdevs_used", "BlkDevNamesUsed", 16, false, "", func(d *deviceInfo) string { return strings.Join(d.DepBlkNames, ",") }},
+	{"subsystem", "Subsys", 6, false, "", func(d *deviceInfo) string { return d.Split.Subsystem }},
+	{"vg_name", "VG", 4, false, "", func(d *deviceInfo) string { return d.Split.VG }},
+	{"lv_name", "LV", 4, false, "", func(d *deviceInfo) string { return d.Split.LV }},
+	{"lv_layer", "LVLayer", 7, false, "", func(d *deviceInfo) string { return d.Split.Layer }},
+}
+
+// depsFields are the fields that need the device's dependencies.
+var depsFields = map[string]bool{"device_count": true, "devs_used": true, "devnos_used": true, "blkdevs_used": true}
+
+// needsDeps says whether a field of the report needs the dependencies.
+func (rf *reportFormat) needsDeps() bool {
+	for _, f := range rf.fields {
+		if depsFields[f.id] {
+			return true
+		}
+	}
+	return false
 }
 
 // defaultReportFields are the columns of a plain `dmsetup info -c`.
@@ -84,6 +112,7 @@ type reportFormat struct {
 	aligned  bool   // pad every column to its width
 	headings bool   // print a heading line
 	sep      string // between columns
+	sort     []sortKey
 }
 
 // canonicalField folds a field name as libdevmapper's report does:
@@ -104,6 +133,9 @@ func newReportFormat(o *options) (*reportFormat, error) {
 		rf.aligned, rf.sep = false, o.separator
 	}
 	spec := defaultReportFields
+	if o.splitName {
+		spec = "vg_name,lv_name,lv_layer"
+	}
 	if o.hasFields {
 		if strings.HasPrefix(o.fields, "+") {
 			spec += "," + o.fields[1:]
@@ -116,29 +148,27 @@ func newReportFormat(o *options) (*reportFormat, error) {
 		if c == "" {
 			continue
 		}
-		if c == "all" || c == "nameall" || c == "infoall" {
+		if groups, ok := fieldGroups[c]; ok {
 			for i := range reportFields {
-				rf.fields = append(rf.fields, &reportFields[i])
+				if strings.Contains(groups, " "+reportFields[i].id+" ") {
+					rf.fields = append(rf.fields, &reportFields[i])
+				}
 			}
 			continue
 		}
-		found := false
-		for i := range reportFields {
-			f := &reportFields[i]
-			id := canonicalField(f.id)
-			// "info_major" and "name_name": the report type prefix is optional.
-			if c == id || c == "name"+id || c == "info"+id {
-				rf.fields = append(rf.fields, f)
-				found = true
-				break
-			}
+		f := findField(c)
+		if f == nil {
+			return nil, &badFieldError{"Unrecognised field: " + strings.TrimSpace(name)}
 		}
-		if !found {
-			return nil, fmt.Errorf("unrecognised field: %s (see 'dmsetup help -c')", strings.TrimSpace(name))
-		}
+		rf.fields = append(rf.fields, f)
 	}
 	if len(rf.fields) == 0 {
-		return nil, fmt.Errorf("no fields given to -o")
+		return nil, libdmf("No fields given to -o.")
+	}
+	if o.hasSort {
+		if err := rf.setSort(o.sort); err != nil {
+			return nil, err
+		}
 	}
 	return rf, nil
 }
@@ -150,6 +180,9 @@ func newReportFormat(o *options) (*reportFormat, error) {
 func (rf *reportFormat) write(w io.Writer, devs []deviceInfo) {
 	if len(devs) == 0 {
 		return
+	}
+	if len(rf.sort) > 0 {
+		sort.SliceStable(devs, func(i, j int) bool { return rf.less(&devs[i], &devs[j]) })
 	}
 	cells := make([][]string, len(devs))
 	widths := make([]int, len(rf.fields))
@@ -203,12 +236,76 @@ func (rf *reportFormat) write(w io.Writer, devs []deviceInfo) {
 	io.WriteString(w, b.String())
 }
 
-// writeFieldHelp lists the fields -o accepts.
-func writeFieldHelp(w io.Writer) {
-	fmt.Fprintln(w, "Device Info Fields")
-	fmt.Fprintln(w, "------------------")
-	for _, f := range reportFields {
-		fmt.Fprintf(w, "  %-14s - %s\n", f.id, f.desc)
+// fieldGroups are the "<type>_all" selections and the fields they stand
+// for (those this dmsetup computes).
+var fieldGroups = map[string]string{
+	"all":          " name uuid read_ahead blkdevname attr tables_loaded suspended readonly devno major minor open segments events device_count devs_used devnos_used blkdevs_used subsystem vg_name lv_name lv_layer ",
+	"nameall":      " name uuid read_ahead ",
+	"infoall":      " blkdevname attr tables_loaded suspended readonly devno major minor open segments events ",
+	"depsall":      " device_count devs_used devnos_used blkdevs_used ",
+	"splitnameall": " subsystem vg_name lv_name lv_layer ",
+}
+
+// setSort sorts the report by -O: comma-separated fields, each ascending
+// or, prefixed with '-', descending ('+' is ascending too).
+func (rf *reportFormat) setSort(spec string) error {
+	for _, name := range strings.Split(spec, ",") {
+		name = strings.TrimSpace(name)
+		desc := false
+		switch {
+		case strings.HasPrefix(name, "-"):
+			desc, name = true, name[1:]
+		case strings.HasPrefix(name, "+"):
+			name = name[1:]
+		}
+		f := findField(canonicalField(name))
+		if f == nil {
+			return libdmf("Unrecognised field: %s", name)
+		}
+		rf.sort = append(rf.sort, sortKey{f, desc})
 	}
-	fmt.Fprintf(w, "\nDefault: %s\n", defaultReportFields)
+	return nil
+}
+
+// sortKey is one field of -O.
+type sortKey struct {
+	f    *reportField
+	desc bool
+}
+
+// findField finds a field by its canonical name, with or without its
+// type's prefix.
+func findField(c string) *reportField {
+	for i := range reportFields {
+		f := &reportFields[i]
+		id := canonicalField(f.id)
+		if c == id || c == "name"+id || c == "info"+id || c == "deps"+id || c == "splitname"+id {
+			return f
+		}
+	}
+	return nil
+}
+
+// less compares two rows by the sort keys: numbers as numbers, the rest
+// as strings.
+func (rf *reportFormat) less(x, y *deviceInfo) bool {
+	for _, k := range rf.sort {
+		a, b := k.f.value(x), k.f.value(y)
+		if a == b {
+			continue
+		}
+		var lt bool
+		if k.f.number {
+			na, _ := strconv.ParseUint(a, 10, 64)
+			nb, _ := strconv.ParseUint(b, 10, 64)
+			lt = na < nb
+		} else {
+			lt = a < b
+		}
+		if k.desc {
+			return !lt
+		}
+		return lt
+	}
+	return false
 }

@@ -50,11 +50,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/examples/internal/size"
 )
 
 // Exit statuses.
@@ -159,6 +161,12 @@ const (
 )
 
 func (c config) validate() error {
+	// The names are checked before any file or device is made.
+	for _, suffix := range []string{"pool", "vol", "snap"} {
+		if err := dm.ValidateName(c.name + suffix); err != nil {
+			return fmt.Errorf("-name: %q cannot prefix a device-mapper name: %w", c.name, err)
+		}
+	}
 	switch {
 	case c.name == "":
 		return errors.New("-name: empty")
@@ -207,7 +215,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	case err != nil:
 		d.printErr(err)
-		if d.ctl == nil {
+		if d.ctl == nil && os.Geteuid() != 0 {
+			fmt.Fprintln(stderr, "thinpool: device-mapper needs root: run it as root (sudo), or in the VM with bash .ci/demo")
+		} else if d.ctl == nil {
 			fmt.Fprintln(stderr, "thinpool: this kernel has no usable device-mapper; run the demo in the VM instead:\n  go run ./internal/vm/cmd/vmrun run ./examples/thinpool")
 		}
 		if len(d.undo) > 0 {

@@ -457,3 +457,12 @@ func thinPoolVersion(t *testing.T) string {
 	t.Fatalf("no thin-pool target loaded: %v", ts)
 	return ""
 }
+
+// TestNameChecked: a -name that cannot prefix a device-mapper name is a
+// usage error, before anything is made.
+func TestNameChecked(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-name", "a/b"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "-name") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}

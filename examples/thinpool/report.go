@@ -78,10 +78,10 @@ func (d *demo) report(ctx context.Context) (report, error) {
 		MetaDevice:               d.meta.Path(),
 		DataFile:                 d.dataFile,
 		MetaFile:                 d.metaFile,
-		DataUsed:                 uint64(st.UsedData) * bs,
-		DataTotal:                uint64(st.TotalData) * bs,
-		MetaUsed:                 st.UsedMeta.Bytes(),
-		MetaTotal:                st.TotalMeta.Bytes(),
+		DataUsed:                 st.DataUsedBytes(d.pool.BlockSize()),
+		DataTotal:                st.DataTotalBytes(d.pool.BlockSize()),
+		MetaUsed:                 st.MetaUsedBytes(),
+		MetaTotal:                st.MetaTotalBytes(),
 		UdevSync:                 sync,
 		UdevReason:               why,
 		DeferredRemoval:          d.cfg.deferred,
@@ -92,8 +92,8 @@ func (d *demo) report(ctx context.Context) (report, error) {
 	}
 	// As docker did: space in a pool on sparse files is only available
 	// if the file system holding them has it.
-	r.DataAvail = uint64(st.FreeData()) * bs
-	r.MetaAvail = st.FreeMeta().Bytes()
+	r.DataAvail = st.DataAvailableBytes(d.pool.BlockSize())
+	r.MetaAvail = st.MetaAvailableBytes()
 	if free, ok := fsFree(filepath.Dir(d.dataFile)); ok {
 		r.DataAvail = min(r.DataAvail, free)
 	}

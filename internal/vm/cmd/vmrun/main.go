@@ -148,10 +148,11 @@ func cmdTest(ctx context.Context, argv []string) int {
 	verbose := fs.Bool("v", false, "print each verdict as it arrives, on stderr")
 	quiet := fs.Bool("q", false, "print no progress notes")
 	flags, extra := splitArgs(argv)
-	if err := fs.Parse(flags); err != nil {
+	pkgArgs, err := parseInterspersed(fs, flags)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() == 0 {
+	if len(pkgArgs) == 0 {
 		fmt.Fprintln(os.Stderr, "vmrun test: name at least one package")
 		return 2
 	}
@@ -172,7 +173,7 @@ func cmdTest(ctx context.Context, argv []string) int {
 			}
 		}
 	}
-	pkgs, err := r.Builder.ListPackages(ctx, fs.Args()...)
+	pkgs, err := r.Builder.ListPackages(ctx, pkgArgs...)
 	if err != nil {
 		return fail(err)
 	}
@@ -229,10 +230,11 @@ func cmdRun(ctx context.Context, argv []string) int {
 	udev := fs.String("udev", "true", "boot with udevd: true or false")
 	quiet := fs.Bool("q", false, "print no progress notes")
 	flags, extra := splitArgs(argv)
-	if err := fs.Parse(flags); err != nil {
+	pkgArgs, err := parseInterspersed(fs, flags)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if len(pkgArgs) != 1 {
 		fmt.Fprintln(os.Stderr, "vmrun run: name exactly one main package")
 		return 2
 	}
@@ -246,12 +248,12 @@ func cmdRun(ctx context.Context, argv []string) int {
 		return fail(err)
 	}
 	defer cleanup()
-	pkgs, err := r.Builder.ListPackages(ctx, fs.Arg(0))
+	pkgs, err := r.Builder.ListPackages(ctx, pkgArgs[0])
 	if err != nil {
 		return fail(err)
 	}
 	if len(pkgs) != 1 || pkgs[0].Name != "main" {
-		return fail(fmt.Errorf("%s is not one main package", fs.Arg(0)))
+		return fail(fmt.Errorf("%s is not one main package", pkgArgs[0]))
 	}
 	img, err := r.ProgramImage(ctx, pkgs[0], extra)
 	if err != nil {
@@ -328,4 +330,25 @@ func cmdSetup(ctx context.Context) int {
 		return 1
 	}
 	return 0
+}
+
+// parseInterspersed parses flags anywhere among the package arguments, as
+// go test accepts them ("vmrun test ./thin -run X"), and returns the
+// package arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
