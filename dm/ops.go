@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/thinp/thinp/ioctl"
@@ -576,26 +577,30 @@ type Device struct {
 	HasEventNr bool
 }
 
-// ListOption filters List.
-type ListOption func(*ioctl.Header)
+// ListOption filters List: WithNamePrefix, WithUUIDPrefix.
+type ListOption func(*listFilter)
+
+type listFilter struct{ name, uuid string }
 
 // WithNamePrefix lists only devices whose name starts with prefix (the
 // kernel filters from dm interface 4.45 on, List itself before).
-func WithNamePrefix(prefix string) ListOption { return func(h *ioctl.Header) { h.Name = prefix } }
+func WithNamePrefix(prefix string) ListOption { return func(f *listFilter) { f.name = prefix } }
 
 // WithUUIDPrefix lists only devices whose uuid starts with prefix (the
 // kernel filters from dm interface 4.45 on, List itself before).
-func WithUUIDPrefix(prefix string) ListOption { return func(h *ioctl.Header) { h.UUID = prefix } }
+func WithUUIDPrefix(prefix string) ListOption { return func(f *listFilter) { f.uuid = prefix } }
 
 // List lists the devices (DM_LIST_DEVICES), in the kernel's order (sorted
 // by name), with their uuids and event counters. Kernels older than dm
 // interface 4.45 neither filter nor report uuids: List then filters
 // itself and asks each device for its uuid (see listEmulated).
 func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error) {
-	r := &ioctl.Request{Cmd: ioctl.CmdListDevices}
+	var f listFilter
 	for _, o := range opts {
-		o(&r.Header)
+		o(&f)
 	}
+	r := &ioctl.Request{Cmd: ioctl.CmdListDevices}
+	r.Header.Name, r.Header.UUID = f.name, f.uuid
 	if r.Header.Name != "" || r.Header.UUID != "" {
 		if err := checkPrefix(r.Header.Name, ioctl.NameLen); err != nil {
 			return nil, newError("list", Ref{}, err)
@@ -633,10 +638,8 @@ func checkPrefix(p string, size int) error {
 	if len(p) > size-1 {
 		return invalid("prefix", "longer than %d bytes", size-1)
 	}
-	for i := 0; i < len(p); i++ {
-		if p[i] == 0 {
-			return invalid("prefix", "contains a NUL byte")
-		}
+	if strings.IndexByte(p, 0) >= 0 {
+		return invalid("prefix", "contains a NUL byte")
 	}
 	return nil
 }

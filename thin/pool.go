@@ -422,8 +422,13 @@ func idActive(op, pool string, id DeviceID, d thinDevice) *Error {
 	return refused(op, pool, ErrIDInUse, unix.EEXIST, "thin id %d is active as %s", id, d.name)
 }
 
-// SnapshotOption configures CreateSnapshot.
-type SnapshotOption func(*snapConfig)
+// SnapshotOption configures CreateSnapshot: SnapshotNoFlush, or
+// WithExternalOrigin (which is also an ActivateOption).
+type SnapshotOption interface{ applySnapshot(*snapConfig) }
+
+type snapFunc func(*snapConfig)
+
+func (f snapFunc) applySnapshot(c *snapConfig) { f(c) }
 
 type snapConfig struct {
 	flags  []dm.Flag
@@ -435,15 +440,7 @@ type snapConfig struct {
 // queue mode, where a flushing suspend would wait for the no-space
 // timeout. The snapshot then does not include the queued writes.
 func SnapshotNoFlush() SnapshotOption {
-	return func(c *snapConfig) { c.flags = append(c.flags, dm.NoFlush) }
-}
-
-// SnapshotExternalOrigin tells CreateSnapshot the external origin of the
-// origin thin device when the pool cannot learn it (the origin is not
-// active and was not activated through this Pool): the snapshot must be
-// activated with the same origin, and Activate will use it.
-func SnapshotExternalOrigin(origin dm.Dev) SnapshotOption {
-	return func(c *snapConfig) { c.origin = origin }
+	return snapFunc(func(c *snapConfig) { c.flags = append(c.flags, dm.NoFlush) })
 }
 
 // CreateSnapshot creates thin device id as a snapshot of thin device
@@ -456,7 +453,7 @@ func SnapshotExternalOrigin(origin dm.Dev) SnapshotOption {
 // ErrPoolSuspended.
 //
 // If the origin has an external origin (from its active table, an earlier
-// Activate through this Pool, or SnapshotExternalOrigin), the snapshot
+// Activate through this Pool, or WithExternalOrigin), the snapshot
 // inherits it: Activate uses it for id unless told otherwise, and refuses
 // another one (ErrOriginMismatch). The pool itself does not record
 // external origins; callers that restart should keep them with their ids.
@@ -464,7 +461,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, id, origin DeviceID, opts ...
 	op := createSnapMsg(id, origin)
 	var c snapConfig
 	for _, o := range opts {
-		o(&c)
+		o.applySnapshot(&c)
 	}
 	if err := validateID("device id", id); err != nil {
 		return invalidFrom(op, p.name, err)

@@ -121,7 +121,6 @@ func TestOpenPoolRefusesOthers(t *testing.T) {
 	p := e.pool()
 	_, err = p.Volume(e.ctx, "lin")
 	is(t, err, ErrNotThin)
-	is(t, p.Deactivate(e.ctx, "lin"), ErrNotThin)
 	v, err := p.Activate(e.ctx, "vol", 0, 1024)
 	if err == nil {
 		t.Fatalf("activated id 0, which does not exist: %v", v)
@@ -205,7 +204,7 @@ func TestValidationSendsNothing(t *testing.T) {
 		"create_snap of 2^24": func() error { return p.CreateSnapshot(e.ctx, 2, 1<<24) },
 		"snapshot of itself":  func() error { return p.CreateSnapshot(e.ctx, 1, 1) },
 		"snapshot bad origin": func() error {
-			return p.CreateSnapshot(e.ctx, 2, 1, SnapshotExternalOrigin(dm.Dev{Major: 9999}))
+			return p.CreateSnapshot(e.ctx, 2, 1, WithExternalOrigin(dm.Dev{Major: 9999}))
 		},
 		"delete 2^24":      func() error { return p.Delete(e.ctx, 1<<24) },
 		"activate size 0":  func() error { _, err := p.Activate(e.ctx, "v", 1, 0); return err },
@@ -459,7 +458,9 @@ func TestActivate(t *testing.T) {
 		t.Errorf("Volumes with a zero device: %d", len(vs))
 	}
 
-	ok(t, p.Deactivate(ctx, "vol2"))
+	v2, err = p.Volume(ctx, "vol2")
+	ok(t, err)
+	ok(t, v2.Deactivate(ctx))
 	ok(t, v.Deactivate(ctx))
 	if _, err := e.ctl.Info(ctx, dm.Name("vol")); !errors.Is(err, dm.ErrNotFound) {
 		t.Errorf("vol still there: %v", err)
@@ -575,7 +576,7 @@ func TestFailedPoolTeardown(t *testing.T) {
 	if vs, err := p.Volumes(ctx); err != nil || len(vs) != 0 {
 		t.Errorf("Volumes of a failed pool: %v, %v", vs, err)
 	}
-	ok(t, p.Deactivate(ctx, "t0"))
+	// Teardown removes a failed pool's thin devices too.
 	ok(t, p.Teardown(ctx))
 	if devs, _ := e.ctl.List(ctx); len(devs) != 0 {
 		t.Errorf("left: %v", devs)

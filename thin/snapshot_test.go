@@ -271,12 +271,12 @@ func TestExternalOrigin(t *testing.T) {
 	if o, _ := q.ExternalOrigin(4); o != origDev {
 		t.Errorf("learnt origin %v", o)
 	}
-	is(t, q.CreateSnapshot(ctx, 5, 1, SnapshotExternalOrigin(dm.Dev{Major: 7, Minor: 1})), ErrOriginMismatch)
+	is(t, q.CreateSnapshot(ctx, 5, 1, WithExternalOrigin(dm.Dev{Major: 7, Minor: 1})), ErrOriginMismatch)
 	// An inactive origin's external origin comes from the caller.
 	ok(t, base.Deactivate(ctx))
 	r, err := OpenPool(ctx, e.ctl, "pool")
 	ok(t, err)
-	ok(t, r.CreateSnapshot(ctx, 6, 1, SnapshotExternalOrigin(origDev)))
+	ok(t, r.CreateSnapshot(ctx, 6, 1, WithExternalOrigin(origDev)))
 	v6, err := r.Activate(ctx, "v6", 6, 4096)
 	ok(t, err)
 	if v6.ExternalOrigin() != origDev {

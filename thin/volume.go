@@ -97,8 +97,13 @@ func (v *Volume) Snapshot(ctx context.Context, id DeviceID, opts ...SnapshotOpti
 	return v.pool.CreateSnapshot(ctx, id, v.id, opts...)
 }
 
-// ActivateOption configures Pool.Activate.
-type ActivateOption func(*activateConfig)
+// ActivateOption configures Pool.Activate: WithExternalOrigin,
+// WithVolumeUUID, ReadOnlyVolume.
+type ActivateOption interface{ applyActivate(*activateConfig) }
+
+type activateFunc func(*activateConfig)
+
+func (f activateFunc) applyActivate(c *activateConfig) { f(c) }
 
 type activateConfig struct {
 	origin   dm.Dev
@@ -106,21 +111,35 @@ type activateConfig struct {
 	readOnly bool
 }
 
-// WithExternalOrigin activates the volume over a read-only external origin
-// device, which supplies every block the thin device has not written.
-func WithExternalOrigin(origin dm.Dev) ActivateOption {
-	return func(c *activateConfig) { c.origin = origin }
-}
+// WithExternalOrigin names the read-only external origin device that
+// supplies every block a thin device has not written. Given to Activate,
+// the volume maps it; given to CreateSnapshot, it tells the pool the
+// origin's external origin when the pool cannot learn it (the origin is
+// not active and was not activated through this Pool), and the snapshot
+// must then be activated over the same device, which Activate does by
+// default.
+func WithExternalOrigin(origin dm.Dev) ExternalOrigin { return ExternalOrigin{dev: origin} }
+
+// ExternalOrigin is the option WithExternalOrigin makes; it is both an
+// ActivateOption and a SnapshotOption.
+type ExternalOrigin struct{ dev dm.Dev }
+
+func (o ExternalOrigin) applyActivate(c *activateConfig) { c.origin = o.dev }
+func (o ExternalOrigin) applySnapshot(c *snapConfig)     { c.origin = o.dev }
 
 // WithVolumeUUID gives the volume's dm device a uuid. Without it the
 // volume gets THINP-thin-<pool major>:<pool minor>-<thin id>-<name>, by
 // which the pool recognises its own volumes among its holders (see "Finding
 // active thin devices" in the package documentation); a volume with
 // another uuid is read again at each snapshot of its pool.
-func WithVolumeUUID(uuid string) ActivateOption { return func(c *activateConfig) { c.uuid = uuid } }
+func WithVolumeUUID(uuid string) ActivateOption {
+	return activateFunc(func(c *activateConfig) { c.uuid = uuid })
+}
 
 // ReadOnlyVolume activates the volume read-only.
-func ReadOnlyVolume() ActivateOption { return func(c *activateConfig) { c.readOnly = true } }
+func ReadOnlyVolume() ActivateOption {
+	return activateFunc(func(c *activateConfig) { c.readOnly = true })
+}
 
 // Activate makes thin device id available as the dm device name, size
 // sectors long (thin.Size(10*thin.GiB)). The pool stores no size: a
@@ -138,7 +157,7 @@ func (p *Pool) Activate(ctx context.Context, name string, id DeviceID, size dm.S
 	op := "activate " + name
 	var c activateConfig
 	for _, o := range opts {
-		o(&c)
+		o.applyActivate(&c)
 	}
 	if size == 0 {
 		return nil, invalid(op, p.name, nil, "size", "zero")
@@ -240,24 +259,4 @@ func (p *Pool) Volumes(ctx context.Context) ([]*Volume, error) {
 		}
 	}
 	return out, nil
-}
-
-// Deactivate removes the thin device name of this pool (ErrNotThin if it
-// is something else), also when the pool has failed. Flags: dm.Deferred,
-// dm.NoRetry.
-func (p *Pool) Deactivate(ctx context.Context, name string, flags ...dm.Flag) error {
-	op := "deactivate " + name
-	info, err := p.ctl.Info(ctx, dm.Name(name))
-	if err != nil {
-		return newError(op, p.name, nil, err)
-	}
-	_, ok, err := p.readThin(ctx, dm.DevNum(info.Dev))
-	if err != nil {
-		return newError(op, p.name, nil, err)
-	}
-	if !ok {
-		return failed(op, p.name, ErrNotThin, dm.Name(name), errors.New("no thin target on pool "+p.dev.String()))
-	}
-	err = p.ctl.Remove(ctx, dm.Name(name), flags...)
-	return wrap(op, p.name, err, inUseKinds)
 }
