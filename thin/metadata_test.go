@@ -89,15 +89,7 @@ func TestIntegrationPoolUsage(t *testing.T) {
 // snapshot.
 func thinLsSnap(t *testing.T, tp *testPool) string {
 	t.Helper()
-	ctx := context.Background()
-	if err := tp.ReserveMetadataSnap(ctx); err != nil {
-		t.Fatalf("reserve_metadata_snap: %+v", err)
-	}
-	defer func() {
-		if err := tp.ReleaseMetadataSnap(ctx); err != nil {
-			t.Errorf("release_metadata_snap: %+v", err)
-		}
-	}()
+	defer heldMetadataSnap(t, tp.Pool)()
 	out := thinTool(t, "thin_ls", "-m", "--no-headers", "-o",
 		"DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,TRANSACTION,CREATE_TIME,SNAP_TIME", tp.Meta.Loop.Path())
 	var b strings.Builder

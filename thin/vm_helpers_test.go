@@ -869,15 +869,7 @@ func mappedBlocks(t *testing.T, v *thin.Volume) thin.DataBlocks {
 // releases the metadata snapshot itself.
 func lsLive(t *testing.T, p *thin.Pool, metaPath string) map[thin.DeviceID]uint64 {
 	t.Helper()
-	ctx := context.Background()
-	if err := p.ReserveMetadataSnap(ctx); err != nil {
-		t.Fatalf("reserve_metadata_snap: %+v", err)
-	}
-	defer func() {
-		if err := p.ReleaseMetadataSnap(ctx); err != nil {
-			t.Errorf("release_metadata_snap: %+v", err)
-		}
-	}()
+	defer heldMetadataSnap(t, p)()
 	out := thinTool(t, "thin_ls", "-m", "--no-headers", "-o", "DEV,MAPPED_BLOCKS", metaPath)
 	got := map[thin.DeviceID]uint64{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -954,15 +946,7 @@ func parseDump(t *testing.T, text string) dumpSuperblock {
 // releases it.
 func dumpLive(t *testing.T, tp *testPool) dumpSuperblock {
 	t.Helper()
-	ctx := context.Background()
-	if err := tp.ReserveMetadataSnap(ctx); err != nil {
-		t.Fatalf("reserve_metadata_snap: %+v", err)
-	}
-	defer func() {
-		if err := tp.ReleaseMetadataSnap(ctx); err != nil {
-			t.Errorf("release_metadata_snap: %+v", err)
-		}
-	}()
+	defer heldMetadataSnap(t, tp.Pool)()
 	return parseDump(t, thinTool(t, "thin_dump", "-m", tp.Meta.Loop.Path()))
 }
 
@@ -976,4 +960,19 @@ func dumpOffline(t *testing.T, metaPath string) (flags uint32, devs map[thin.Dev
 		devs[d.ID] = d
 	}
 	return sb.Flags, devs
+}
+
+// heldMetadataSnap reserves a metadata snapshot of the live pool p, for the
+// tools' -m mode, and returns the function that releases it.
+func heldMetadataSnap(t *testing.T, p *thin.Pool) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	if err := p.ReserveMetadataSnap(ctx); err != nil {
+		t.Fatalf("reserve_metadata_snap: %+v", err)
+	}
+	return func() {
+		if err := p.ReleaseMetadataSnap(ctx); err != nil {
+			t.Errorf("release_metadata_snap: %+v", err)
+		}
+	}
 }

@@ -329,18 +329,31 @@ func (b *bench) report(r *results) {
 // lifecycle is workload (a).
 func (b *bench) lifecycle(ctx context.Context) error {
 	cfg := &b.e.cfg
-	w := &workload{
-		name: "a-lifecycle",
-		n:    [3]int{cfg.N, cfg.ExecN, cfg.N},
+	w := b.lifecycleWorkload("a-lifecycle", "a-", cfg.ExecN, b.lib.lifecycle)
+	b.raw.steps = stepTimes{}
+	_, err := b.measure(ctx, w)
+	if err == nil {
+		fmt.Fprintf(cfg.Out, "info: %s: where the floor's cycle goes (mean per ioctl): %s\n", w.name, &b.raw.steps)
+	}
+	return err
+}
+
+// lifecycleWorkload is workload (a) with the library's cycle libCycle,
+// the dmsetup cycle run execN times, and the raw floor's.
+func (b *bench) lifecycleWorkload(name, prefix string, execN int, libCycle func(ctx context.Context, name string, id uint64) error) *workload {
+	cfg := &b.e.cfg
+	return &workload{
+		name: name,
+		n:    [3]int{cfg.N, execN, cfg.N},
 		warm: warmOps(cfg.N),
 		op: func(ctx context.Context, m method, _ int) (sample, error) {
-			name := cfg.Prefix + "a-" + m.String()
+			name := cfg.Prefix + prefix + m.String()
 			id := b.e.newID()
 			t0 := time.Now()
 			var err error
 			switch m {
 			case lib:
-				err = b.lib.lifecycle(ctx, name, id)
+				err = libCycle(ctx, name, id)
 			case dmsetup:
 				err = b.exec.lifecycle(ctx, name, id)
 			case raw:
@@ -349,12 +362,6 @@ func (b *bench) lifecycle(ctx context.Context) error {
 			return sample{d: time.Since(t0), units: 1}, err
 		},
 	}
-	b.raw.steps = stepTimes{}
-	_, err := b.measure(ctx, w)
-	if err == nil {
-		fmt.Fprintf(cfg.Out, "info: %s: where the floor's cycle goes (mean per ioctl): %s\n", w.name, &b.raw.steps)
-	}
-	return err
 }
 
 // warmOps is the length of a warm-up: a tenth of the ops, at most 20.

@@ -59,27 +59,7 @@ func (t *thinRunner) lifecycle(ctx context.Context, name string, id uint64) erro
 
 // lifecycleThin is workload (a) through package thin.
 func (b *bench) lifecycleThin(ctx context.Context) error {
-	cfg := &b.e.cfg
-	w := &workload{
-		name: "a-lifecycle-thin",
-		n:    [3]int{cfg.N, max(cfg.ExecN/4, 1), cfg.N},
-		warm: warmOps(cfg.N),
-		op: func(ctx context.Context, m method, _ int) (sample, error) {
-			name := cfg.Prefix + "at-" + m.String()
-			id := b.e.newID()
-			t0 := time.Now()
-			var err error
-			switch m {
-			case lib:
-				err = b.thin.lifecycle(ctx, name, id)
-			case dmsetup:
-				err = b.exec.lifecycle(ctx, name, id)
-			case raw:
-				err = b.raw.lifecycle(name, id)
-			}
-			return sample{d: time.Since(t0), units: 1}, err
-		},
-	}
+	w := b.lifecycleWorkload("a-lifecycle-thin", "at-", max(b.e.cfg.ExecN/4, 1), b.thin.lifecycle)
 	_, err := b.measure(ctx, w)
 	return err
 }
