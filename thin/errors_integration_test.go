@@ -101,8 +101,19 @@ func TestIntegrationErrnoContract(t *testing.T) {
 	t.Run("second_pool_same_metadata", func(t *testing.T) {
 		data := newBacking(t, 16<<20)
 		spec := thin.PoolSpec{Metadata: tp.Meta.Dev, Data: data.Dev, BlockSize: 128}
+		// The library refuses a device in use before sending anything
+		// (the same check keeps a second pool off another pool's data
+		// device, which the kernel would accept)...
 		_, err := thin.CreatePool(ctx, ctl, prefix+"pool2", spec)
-		kernelRefused(t, "second pool on the metadata", err, ioctl.CmdTableLoad, unix.EBUSY, thin.ErrInUse)
+		refusedFirst(t, "second pool on the metadata", err, thin.ErrInUse, dm.ErrBusy, unix.EBUSY)
+		assertGone(t, ctl, prefix+"pool2")
+		// ...and the kernel refuses the table itself, which leaves no
+		// device behind either.
+		_, err = ctl.Create(ctx, prefix+"pool2", spec.Table())
+		kernelRefused(t, "raw second pool on the metadata", err, ioctl.CmdTableLoad, unix.EBUSY, dm.ErrBusy)
+		if errors.Is(err, dm.ErrExists) {
+			t.Errorf("a table refused as busy matches dm.ErrExists: %v", err)
+		}
 		assertGone(t, ctl, prefix+"pool2")
 		// Asked to format it, the library cannot even open the
 		// metadata device exclusively: the live metadata is untouched.
@@ -519,8 +530,11 @@ func TestIntegrationBadInputNeverReachesKernel(t *testing.T) {
 		none(t, "device id 2^24")
 	})
 	t.Run("thin_id_in_use", func(t *testing.T) {
-		refusedFirst(t, "create_thin 0 (active)", rp.CreateThin(ctx, 0), thin.ErrIDInUse, unix.EEXIST, dm.ErrExists)
-		reads(t, "create_thin 0 (active)")
+		// An id in use is the kernel's to refuse (EEXIST, whether the id
+		// is active or not): one message, no scan of the host's devices,
+		// and nothing changes.
+		kernelRefused(t, "create_thin 0 (active)", rp.CreateThin(ctx, 0), ioctl.CmdTargetMsg, unix.EEXIST, thin.ErrIDInUse, dm.ErrExists)
+		rec.take()
 		refusedFirst(t, "create_snap 0 1 (0 active)", rp.CreateSnapshot(ctx, 0, 1), thin.ErrIDInUse, unix.EEXIST)
 		reads(t, "create_snap 0 1")
 		refusedFirst(t, "create_snap 1 1", rp.CreateSnapshot(ctx, 1, 1), thin.ErrIDInUse)
