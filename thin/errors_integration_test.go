@@ -109,7 +109,9 @@ func TestIntegrationErrnoContract(t *testing.T) {
 		assertGone(t, ctl, prefix+"pool2")
 		// ...and the kernel refuses the table itself, which leaves no
 		// device behind either.
-		_, err = ctl.Create(ctx, prefix+"pool2", spec.Table())
+		raw := spec
+		raw.Length = dm.Sectors(16 << 20 / dm.SectorSize)
+		_, err = ctl.Create(ctx, prefix+"pool2", raw.Table())
 		kernelRefused(t, "raw second pool on the metadata", err, ioctl.CmdTableLoad, unix.EBUSY, dm.ErrBusy)
 		if errors.Is(err, dm.ErrExists) {
 			t.Errorf("a table refused as busy matches dm.ErrExists: %v", err)
