@@ -80,13 +80,18 @@
 //     by another tool, or still loading) is read again whenever a snapshot
 //     or transaction needs the answer, so a reload by another tool is seen.
 //
-// So create_thin and delete cost two ioctls (the pool's status, for its
-// mode, and the message); create_snap of an inactive origin the same plus a
-// stat; of an active origin also DM_DEV_STATUS of the origin (a device the
-// caller suspended stays so) and of the pool (suspending the origin of a
-// suspended pool would block), then suspend, message and resume; and three
-// ioctls for each holder that is not this package's volume, or that is new
-// since the last look.
+// So create_thin, delete and create_snap of an inactive origin cost one
+// ioctl, the message (create_snap also a stat): nothing is read before
+// sending, because the kernel checks the pool's mode itself and its errno
+// says what happened; the pool's status is read only after a failure whose
+// errno leaves the cause open (EOPNOTSUPP: read-only or failed; EINVAL: the
+// device may be no pool any more). A snapshot of an active origin costs
+// DM_DEV_STATUS of the origin, which tells both whether the caller has
+// suspended it (it stays so) and whether the pool is suspended (its active
+// thins are then suspended internally, and suspending the origin would
+// block), then suspend, message and resume; plus three ioctls for each
+// holder that is not this package's volume, or that is new since the last
+// look.
 //
 // Staleness: the entry's inode number identifies the holder link, and
 // sysfs never reuses one, so a device removed and another created with the

@@ -150,9 +150,9 @@ func TestIntegrationErrnoContract(t *testing.T) {
 		if st := tp.status(t); st.Mode != thin.ModeReadOnly {
 			t.Fatalf("mode with read_only: %v", st.Mode)
 		}
-		refusedFirst(t, "create_thin 9 (read-only)", tp.CreateThin(ctx, 9), thin.ErrPoolReadOnly, unix.EOPNOTSUPP, dm.ErrNotSupported)
-		refusedFirst(t, "delete 1 (read-only)", tp.Delete(ctx, 1), thin.ErrPoolReadOnly, unix.EOPNOTSUPP)
-		refusedFirst(t, "reserve_metadata_snap (read-only)", tp.ReserveMetadataSnap(ctx), thin.ErrPoolReadOnly, unix.EOPNOTSUPP)
+		kernelRefused(t, "create_thin 9 (read-only)", tp.CreateThin(ctx, 9), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, thin.ErrPoolReadOnly, dm.ErrNotSupported)
+		kernelRefused(t, "delete 1 (read-only)", tp.Delete(ctx, 1), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, thin.ErrPoolReadOnly)
+		kernelRefused(t, "reserve_metadata_snap (read-only)", tp.ReserveMetadataSnap(ctx), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, thin.ErrPoolReadOnly)
 		for _, msg := range []string{"create_thin 9", "create_snap 9 1", "delete 1", "set_transaction_id 0 1", "reserve_metadata_snap", "release_metadata_snap", "frobnicate"} {
 			kernelRefused(t, "raw "+msg+" (read-only)", rawMessage(tp, msg), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, dm.ErrNotSupported)
 		}
@@ -255,9 +255,9 @@ func TestIntegrationErrnoContractFailedPool(t *testing.T) {
 	default:
 		t.Fatalf("pool mode %v after a failed metadata commit, want Fail or ro", st.Mode)
 	}
-	refusedFirst(t, "create_thin 2 (failed pool)", tp.CreateThin(ctx, 2), kind, unix.EOPNOTSUPP, dm.ErrNotSupported)
-	refusedFirst(t, "delete 1 (failed pool)", tp.Delete(ctx, 1), kind, unix.EOPNOTSUPP)
-	refusedFirst(t, "set_transaction_id 0 1 (failed pool)", tp.SetTransactionID(ctx, 0, 1), kind, unix.EOPNOTSUPP)
+	kernelRefused(t, "create_thin 2 (failed pool)", tp.CreateThin(ctx, 2), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, kind, dm.ErrNotSupported)
+	kernelRefused(t, "delete 1 (failed pool)", tp.Delete(ctx, 1), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, kind)
+	kernelRefused(t, "set_transaction_id 0 1 (failed pool)", tp.SetTransactionID(ctx, 0, 1), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, kind)
 	for _, msg := range []string{"create_thin 2", "create_snap 2 0", "delete 1", "set_transaction_id 0 1", "reserve_metadata_snap", "release_metadata_snap"} {
 		kernelRefused(t, "raw "+msg+" (failed pool)", rawMessage(tp, msg), ioctl.CmdTargetMsg, unix.EOPNOTSUPP, dm.ErrNotSupported)
 	}

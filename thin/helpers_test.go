@@ -172,6 +172,15 @@ func (e *env) messages() []string {
 	return append([]string(nil), e.msgs...)
 }
 
+// cmds lists the recorded ioctls by command, in order.
+func (e *env) cmds() []ioctl.Cmd {
+	var cmds []ioctl.Cmd
+	for _, c := range e.k.Calls() {
+		cmds = append(cmds, c.Cmd)
+	}
+	return cmds
+}
+
 // calls counts the recorded ioctls of cmd (all of them for a negative cmd).
 func (e *env) calls(cmd int) int {
 	n := 0

@@ -149,7 +149,10 @@ func TestIntegrationSnapshotSuspendsOriginOfDmsetup(t *testing.T) {
 	if got := spy.last(t); !got[ext] || !got[mine.Name()] {
 		t.Errorf("not every device of the origin was suspended (cached): %v", got)
 	}
-	runDmsetup(t, "remove", ext)
+	// udevd may still be probing ext after dmsetup's --noudevsync resume
+	// (the udev boot): --retry waits out such a short-lived open, as this
+	// package's Remove does by default.
+	runDmsetup(t, "remove", "--retry", ext)
 	if err := mine.Deactivate(ctx); err != nil {
 		t.Fatalf("%+v", err)
 	}

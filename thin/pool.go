@@ -346,7 +346,9 @@ func modeError(op, pool string, st PoolStatus) *Error {
 }
 
 // checkMessages refuses messages to a pool LVM manages (checkOwner), then
-// reads the pool's status and refuses if it would refuse messages.
+// reads the pool's status and refuses if it would refuse messages. Only a
+// transaction uses it: it needs the status (the transaction id) anyway.
+// Single messages go straight to the kernel, which checks the mode itself.
 func (p *Pool) checkMessages(ctx context.Context, op string) (PoolStatus, error) {
 	if err := p.checkOwner(op); err != nil {
 		return PoolStatus{}, err
@@ -361,21 +363,32 @@ func (p *Pool) checkMessages(ctx context.Context, op string) (PoolStatus, error)
 	return st, nil
 }
 
-// message sends msg to the pool and classifies a failure with kinds. When
-// the kernel answers EOPNOTSUPP (the mode changed since it was checked),
-// the status is read again to say why.
+// message sends msg to the pool and classifies a failure. Nothing is read
+// before sending: the kernel checks the pool's mode itself (EOPNOTSUPP in
+// read-only and fail mode), and a check beforehand would cost an ioctl on
+// every operation and still race with a mode change. An errno that says
+// it all (in kinds, EINVAL aside) is classified at once; otherwise the
+// pool's status, read afterwards, says why: its mode, or a device that is
+// no thin-pool any more (a message to another target is EINVAL too).
 func (p *Pool) message(ctx context.Context, op, msg string, kinds map[unix.Errno]error) error {
 	_, err := p.ctl.Message(ctx, p.ref(), 0, msg)
 	if err == nil {
 		return nil
 	}
-	if errnoOf(err) == unix.EOPNOTSUPP {
-		if st, serr := p.status(context.WithoutCancel(ctx), op, dm.NoFlush); serr == nil {
-			if me := modeError(op, p.name, st); me != nil {
-				e := newError(op, p.name, me.Kind, err)
-				e.also = me.also
-				return e
-			}
+	errno := errnoOf(err)
+	if _, ok := kinds[errno]; errno == 0 || ok && errno != unix.EINVAL {
+		// Not sent (a cancelled context), or the errno says it all.
+		return wrap(op, p.name, err, kinds)
+	}
+	st, serr := p.status(context.WithoutCancel(ctx), op, dm.NoFlush)
+	switch {
+	case errors.Is(serr, ErrNotPool):
+		return newError(op, p.name, ErrNotPool, err)
+	case serr == nil:
+		if me := modeError(op, p.name, st); me != nil {
+			e := newError(op, p.name, me.Kind, err)
+			e.also = me.also
+			return e
 		}
 	}
 	return wrap(op, p.name, err, kinds)
@@ -401,9 +414,8 @@ func deleteMsg(id DeviceID) string { return "delete " + strconv.FormatUint(uint6
 // CreateThin creates thin device id in the pool (create_thin), empty and
 // without a size: Activate gives it one. The kernel refuses an id in use,
 // active or not (EEXIST: an active id exists in the metadata), which
-// matches ErrIDInUse, dm.ErrExists and unix.EEXIST. It costs two ioctls,
-// the pool's status (its mode) and the message, however many devices the
-// host and the pool have.
+// matches ErrIDInUse, dm.ErrExists and unix.EEXIST. It costs one ioctl,
+// the message, however many devices the host and the pool have.
 func (p *Pool) CreateThin(ctx context.Context, id DeviceID) error {
 	op := createThinMsg(id)
 	if err := validateID("device id", id); err != nil {
@@ -412,7 +424,7 @@ func (p *Pool) CreateThin(ctx context.Context, id DeviceID) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	defer p.ids.lock(id)()
-	if _, err := p.checkMessages(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return err
 	}
 	return p.message(ctx, op, op, createKinds)
@@ -480,7 +492,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, id, origin DeviceID, opts ...
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	defer p.ids.lock(id, origin)()
-	if _, err := p.checkMessages(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return err
 	}
 	active, err := p.activeThins(ctx, op, id, origin)
@@ -514,12 +526,19 @@ func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c s
 				}
 				ext = s.ExternalOrigin
 			}
+			// One status tells both what matters: whether the caller
+			// suspended it (it stays so), and whether the pool is
+			// suspended, which suspends its active thins internally
+			// (suspending one then would block until the pool resumes).
 			info, err := p.ctl.Info(ctx, dm.DevNum(d.dev))
 			switch {
 			case errors.Is(err, dm.ErrNotFound): // gone meanwhile
 			case err != nil:
 				return false, newError(op, p.name, nil, err)
-			case !info.Suspended: // one the caller suspended stays so
+			case info.Suspended: // one the caller suspended stays so
+			case info.InternalSuspend:
+				return false, refused(op, p.name, ErrPoolSuspended, unix.EBUSY, "the pool is suspended, so its active origin cannot be")
+			default:
 				refs = append(refs, dm.DevNum(d.dev))
 			}
 			break
@@ -530,15 +549,6 @@ func (p *Pool) snapshot(ctx context.Context, op string, id, origin DeviceID, c s
 			return false, invalid(op, p.name, ErrOriginMismatch, "external origin", "origin %d descends from external origin %s, not %s", origin, known, ext)
 		}
 		ext = known
-	}
-	if len(refs) > 0 {
-		info, err := p.ctl.Info(ctx, p.ref())
-		if err != nil {
-			return false, newError(op, p.name, nil, err)
-		}
-		if info.Suspended {
-			return false, refused(op, p.name, ErrPoolSuspended, unix.EBUSY, "the pool is suspended, so its active origin cannot be")
-		}
 	}
 	ran := false
 	var msgErr error
@@ -671,7 +681,7 @@ func (p *Pool) Delete(ctx context.Context, id DeviceID, opts ...DeleteOption) er
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	defer p.ids.lock(id)()
-	if _, err := p.checkMessages(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return err
 	}
 	err := p.message(ctx, op, op, deleteKinds)
@@ -692,7 +702,7 @@ func (p *Pool) SetTransactionID(ctx context.Context, current, next uint64) error
 	op := "set_transaction_id " + strconv.FormatUint(current, 10) + " " + strconv.FormatUint(next, 10)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, err := p.checkMessages(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return err
 	}
 	return p.message(ctx, op, op, setTIDKinds)
@@ -706,7 +716,7 @@ func (p *Pool) ReserveMetadataSnap(ctx context.Context) error {
 	const op = "reserve_metadata_snap"
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, err := p.checkMessages(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return err
 	}
 	return p.message(ctx, op, op, reserveKinds)
@@ -718,7 +728,7 @@ func (p *Pool) ReleaseMetadataSnap(ctx context.Context) error {
 	const op = "release_metadata_snap"
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, err := p.checkMessages(ctx, op); err != nil {
+	if err := p.checkOwner(op); err != nil {
 		return err
 	}
 	return p.message(ctx, op, op, releaseKinds)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -331,9 +332,12 @@ func TestErrnoContract(t *testing.T) {
 
 func uint32ID(id DeviceID) DeviceID { return id }
 
-// Before any message the pool's mode is checked: the kernel would refuse
-// with EOPNOTSUPP, and so do we, without sending.
-func TestModePrechecks(t *testing.T) {
+// A pool in a mode that refuses messages: the kernel says EOPNOTSUPP, and
+// the error says why from the status read after it. A transaction reads the
+// status first anyway (for the transaction id), so it refuses before
+// sending. (needs_check always comes with read-only or fail mode: the
+// kernel never lets a pool that needs checking switch to write mode.)
+func TestModeRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		set   func(e *env)
@@ -346,38 +350,37 @@ func TestModePrechecks(t *testing.T) {
 			ok(e.t, e.k.SetNeedsCheck("pool", true))
 			ok(e.t, e.k.SetPoolMode("pool", dmtest.PoolReadOnly))
 		}, []error{ErrNeedsCheck, ErrPoolReadOnly}},
-		{"needs_check while rw", func(e *env) { ok(e.t, e.k.SetNeedsCheck("pool", true)) }, []error{ErrNeedsCheck}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			p := e.pool()
 			ok(t, p.CreateThin(e.ctx, 1))
 			tc.set(e)
-			e.reset()
-			ops := map[string]func() error{
-				"create_thin": func() error { return p.CreateThin(e.ctx, 2) },
-				"create_snap": func() error { return p.CreateSnapshot(e.ctx, 2, 1) },
-				"delete":      func() error { return p.Delete(e.ctx, 1) },
-				"set tid":     func() error { return p.SetTransactionID(e.ctx, 0, 1) },
-				"reserve":     func() error { return p.ReserveMetadataSnap(e.ctx) },
-				"release":     func() error { return p.ReleaseMetadataSnap(e.ctx) },
-				"transaction": func() error {
-					_, err := p.Transaction(e.ctx, 0, func(tx *Tx) error { tx.CreateThin(3); return nil })
-					return err
-				},
+			single := map[string]func() error{
+				"create_thin 2":          func() error { return p.CreateThin(e.ctx, 2) },
+				"create_snap 2 1":        func() error { return p.CreateSnapshot(e.ctx, 2, 1) },
+				"delete 1":               func() error { return p.Delete(e.ctx, 1) },
+				"set_transaction_id 0 1": func() error { return p.SetTransactionID(e.ctx, 0, 1) },
+				"reserve_metadata_snap":  func() error { return p.ReserveMetadataSnap(e.ctx) },
+				"release_metadata_snap":  func() error { return p.ReleaseMetadataSnap(e.ctx) },
 			}
-			for name, op := range ops {
+			for msg, op := range single {
+				e.reset()
 				err := op()
 				is(t, err, append(tc.kinds, dm.ErrNotSupported, unix.EOPNOTSUPP)...)
-				if name == "create_thin" && !strings.Contains(err.Error(), "create_thin 2") {
+				if !strings.Contains(err.Error(), msg) {
 					t.Errorf("error %q does not name the message", err)
 				}
+				want := []ioctl.Cmd{ioctl.CmdTargetMsg, ioctl.CmdTableStatus}
+				if got := e.cmds(); !slices.Equal(got, want) {
+					t.Errorf("%s: ioctls %v, want the message, then the status that explains its refusal %v", msg, got, want)
+				}
 			}
+			e.reset()
+			_, err := p.Transaction(e.ctx, 0, func(tx *Tx) error { tx.CreateThin(3); return nil })
+			is(t, err, append(tc.kinds, dm.ErrNotSupported, unix.EOPNOTSUPP)...)
 			if m := e.messages(); len(m) != 0 {
-				t.Errorf("messages reached the kernel: %q", m)
-			}
-			if n := e.calls(int(ioctl.CmdTargetMsg)); n != 0 {
-				t.Errorf("%d DM_TARGET_MSG ioctls", n)
+				t.Errorf("transaction: messages reached the kernel: %q", m)
 			}
 		})
 	}

@@ -175,6 +175,28 @@ func TestIntegrationSuspendOrdering(t *testing.T) {
 		compareLs(t, tp.thinLsLive(t), map[thin.DeviceID]uint64{0: 1, 1: 0})
 	})
 
+	t.Run("snapshot of an active origin under a suspended pool", func(t *testing.T) {
+		ctl, tp, a, _ := setup(t)
+		within(t, "suspend the pool", func() error { return ctl.Suspend(ctx, dm.Name(tp.Name)) })
+		// The pool's suspend suspends its active thins internally, and
+		// the thin's status says so: that is how CreateSnapshot knows,
+		// from the origin alone, that suspending it would block.
+		if info, err := ctl.Info(ctx, dm.Name(a.Name())); err != nil || info.Suspended || !info.InternalSuspend {
+			t.Errorf("thin0 under the suspended pool: %+v %v; want suspended internally only", info, err)
+		}
+		var serr error
+		within(t, "snapshot thin0", func() error { serr = tp.CreateSnapshot(ctx, 5, 0); return nil })
+		if !errors.Is(serr, thin.ErrPoolSuspended) || !errors.Is(serr, unix.EBUSY) {
+			t.Errorf("snapshot of an active origin under a suspended pool: %v, want ErrPoolSuspended, EBUSY", serr)
+		}
+		within(t, "resume the pool", func() error { _, err := ctl.Resume(ctx, dm.Name(tp.Name)); return err })
+		if info, err := ctl.Info(ctx, dm.Name(a.Name())); err != nil || info.Suspended || info.InternalSuspend {
+			t.Errorf("thin0 after the pool's resume: %+v %v", info, err)
+		}
+		within(t, "snapshot thin0", func() error { return tp.CreateSnapshot(ctx, 5, 0) })
+		isWorking(t, a, 74)
+	})
+
 	t.Run("suspend a thin under a suspended pool", func(t *testing.T) {
 		ctl, tp, a, _ := setup(t)
 		within(t, "suspend the pool", func() error { return ctl.Suspend(ctx, dm.Name(tp.Name)) })
