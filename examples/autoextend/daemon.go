@@ -29,10 +29,17 @@ type daemon struct {
 	changedLWM bool            // whether the daemon changed it (restoreLWM puts it back)
 	badMode    thin.PoolMode   // the mode last said to block growth, or ModeUnknown
 	needCheck  bool            // said that the pool needs thin_check
+
+	// The dmeventd policy's state.
+	data, meta usageState
+	saidNoMeta bool // said that metadata would need -meta-file
+	metaAtMax  bool // said that metadata is as large as it can be
+
+	looks chan chan struct{} // lookNow's requests
 }
 
 func newDaemon(cfg config, w io.Writer) *daemon {
-	return &daemon{cfg: cfg, log: log.New(w, "autoextend: ", log.LstdFlags)}
+	return &daemon{cfg: cfg, log: log.New(w, "autoextend: ", log.LstdFlags), looks: make(chan chan struct{})}
 }
 
 func (d *daemon) close() {
@@ -85,6 +92,14 @@ func (d *daemon) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	metaNote := ""
+	if c.metaFile != "" {
+		ml, err := findLoopOf(c.metaFile, spec.Metadata, c.pool, "metadata")
+		if err != nil {
+			return fmt.Errorf("-meta-file: %w", err)
+		}
+		metaNote = fmt.Sprintf(", metadata on %s (%s) in steps of %s", ml.Path, c.metaFile, size.IEC(c.metaStep))
+	}
 	bsBytes := spec.BlockSize.Bytes()
 	total := uint64(spec.DataBlocks())
 	if c.threshold.set {
@@ -113,27 +128,17 @@ func (d *daemon) open(ctx context.Context) error {
 	d.banner = fmt.Sprintf("watching pool %s (%s): data %s in blocks of %s on %s (%s), threshold %d blocks (%s), step %s, max %s",
 		c.pool, pool.Dev(), size.IEC(spec.Length.Bytes()), size.IEC(bsBytes), ls.Path, c.dataFile,
 		spec.LowWaterMark, size.IEC(uint64(spec.LowWaterMark)*bsBytes), size.IEC(c.step), size.IEC(c.max))
+	if c.policy == policyDmeventd {
+		d.banner += fmt.Sprintf("; policy dmeventd: grow from %d%% used, again every %d%% more, warn from %d%%, status read every %s%s",
+			checkMinimum, checkStep, warnThreshold, c.interval, metaNote)
+	}
 	return nil
 }
 
 // findLoop finds the loop device over the data file that is the pool's
 // data device.
 func (d *daemon) findLoop(data dm.Dev) (loop.Status, error) {
-	sts, err := loop.Find(d.cfg.dataFile)
-	if err != nil {
-		return loop.Status{}, err
-	}
-	var others []string
-	for _, s := range sts {
-		if s.Dev == data {
-			return s, nil
-		}
-		others = append(others, s.Path+" ("+s.Dev.String()+")")
-	}
-	if len(others) == 0 {
-		return loop.Status{}, fmt.Errorf("no loop device is backed by %s; pool %s's data device is %s", d.cfg.dataFile, d.cfg.pool, data)
-	}
-	return loop.Status{}, fmt.Errorf("pool %s's data device %s is not one of the loop devices over %s: %v", d.cfg.pool, data, d.cfg.dataFile, others)
+	return findLoopOf(d.cfg.dataFile, data, d.cfg.pool, "data")
 }
 
 // watch handles the pool's events until ctx is cancelled or the watch
@@ -146,7 +151,18 @@ func (d *daemon) watch(ctx context.Context) error {
 	defer w.Stop()
 	d.log.Print(d.banner)
 	var retry *time.Timer
-	var retryC <-chan time.Time
+	var retryC, tickC <-chan time.Time
+	if d.cfg.policy == policyDmeventd {
+		// dmeventd reads the status on a timer too: the pool signals
+		// only at its low water mark, not at every 5%.
+		tick := time.NewTicker(d.cfg.interval)
+		defer tick.Stop()
+		tickC = tick.C
+	}
+	act := d.check
+	if d.cfg.policy == policyDmeventd {
+		act = d.policy
+	}
 	defer func() {
 		if retry != nil {
 			retry.Stop()
@@ -164,7 +180,7 @@ func (d *daemon) watch(ctx context.Context) error {
 				return nil
 			}
 			d.report(ev)
-			again = d.check(ctx, ev.Status, ev.Spec)
+			again = act(ctx, ev.Status, ev.Spec)
 		case <-retryC:
 			retryC = nil
 			st, spec, err := d.state(ctx)
@@ -176,7 +192,31 @@ func (d *daemon) watch(ctx context.Context) error {
 				again = true
 				break
 			}
-			again = d.check(ctx, st, spec)
+			again = act(ctx, st, spec)
+		case ack := <-d.looks:
+			st, spec, err := d.state(ctx)
+			if err == nil {
+				again = act(ctx, st, spec)
+			}
+			close(ack)
+			if err != nil && ctx.Err() == nil {
+				d.logErr(err)
+				again = true
+			}
+		case <-tickC:
+			if retryC != nil {
+				continue // a retry is due anyway
+			}
+			st, spec, err := d.state(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				d.logErr(err)
+				again = true
+				break
+			}
+			again = act(ctx, st, spec)
 		}
 		if again && retryC == nil {
 			if retry == nil {
@@ -186,6 +226,21 @@ func (d *daemon) watch(ctx context.Context) error {
 			}
 			retryC = retry.C
 		}
+	}
+}
+
+// lookNow makes the watching daemon read the pool's status and act on it
+// now, as on an event, and returns once it has (or ctx ends first).
+func (d *daemon) lookNow(ctx context.Context) {
+	ack := make(chan struct{})
+	select {
+	case d.looks <- ack:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-ack:
+	case <-ctx.Done():
 	}
 }
 
@@ -204,8 +259,8 @@ func (d *daemon) report(ev thin.WatchEvent) {
 	if ev.ModeChanged {
 		d.log.Printf("pool %s: mode %s -> %s", d.cfg.pool, ev.PrevMode, st.Mode)
 	}
-	if ev.MetadataLow {
-		d.log.Printf("warning: pool %s is low on metadata: %d of %d blocks free; autoextend grows only data", d.cfg.pool, st.FreeMeta(), st.TotalMeta)
+	if ev.MetadataLow && d.cfg.policy != policyDmeventd {
+		d.log.Printf("warning: pool %s is low on metadata: %d of %d blocks free; autoextend grows only data (but for -policy dmeventd -meta-file)", d.cfg.pool, st.FreeMeta(), st.TotalMeta)
 	}
 }
 

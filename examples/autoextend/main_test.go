@@ -462,3 +462,140 @@ func TestIntegrationAutoextendSignals(t *testing.T) {
 		}
 	}
 }
+
+// runDemoTest runs autoextend -demo with args and a -name of prefix, and
+// returns its exit status, stdout and log. cancelAt, when not empty,
+// cancels it (as Ctrl-C does) once stdout has a line starting with it.
+func runDemoTest(t *testing.T, prefix, cancelAt string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, logb testenv.Buffer
+	if cancelAt != "" {
+		out.OnWrite = func(all string) {
+			if strings.Contains(all, "\n"+cancelAt) {
+				cancel()
+			}
+		}
+	}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"-demo", "-name", prefix}, args...), &out, &logb) }()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("-demo did not end in 5 minutes; stdout:\n%s\nlog:\n%s", out.String(), logb.String())
+	}
+	t.Logf("exit %d; stdout:\n%s\nlog:\n%s", code, out.String(), logb.String())
+	return code, out.String(), logb.String()
+}
+
+// checkDemoGone checks that the demo said it removed all it made, and
+// that its directory is gone (CheckLeaks looks for devices at cleanup).
+func checkDemoGone(t *testing.T, prefix, out string) {
+	t.Helper()
+	for _, s := range []string{"teardown: remove pool " + prefix + "pool and its volume", "teardown: detach /dev/loop",
+		"teardown: remove file ", "teardown: remove directory "} {
+		if !strings.Contains(out, s) {
+			t.Errorf("stdout lacks %q", s)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if dir, ok := strings.CutPrefix(l, "teardown: remove directory "); ok {
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s: %v, want it gone", dir, err)
+			}
+		}
+	}
+	if strings.Contains(out, "FAILED") {
+		t.Error("a teardown step failed")
+	}
+}
+
+// TestIntegrationAutoextendDemo: -demo with the default policy grows its
+// 16MiB pool at its low water mark in steps of 16MiB while 40MiB are
+// written, logs each growth, and removes everything.
+func TestIntegrationAutoextendDemo(t *testing.T) {
+	testenv.Privileged(t)
+	prefix := testenv.Prefix(t)
+	testenv.CheckLeaks(t, prefix)
+	code, out, logs := runDemoTest(t, prefix, "")
+	if code != exitOK {
+		t.Errorf("exit %d, want 0", code)
+	}
+	for _, s := range []string{
+		"extended pool " + prefix + "pool data from 16MiB to 32MiB",
+		"extended pool " + prefix + "pool data from 32MiB to 48MiB",
+	} {
+		if !strings.Contains(logs, s) {
+			t.Errorf("log lacks %q", s)
+		}
+	}
+	if !strings.Contains(out, "wrote 40 MiB: pool data 40MiB of 48MiB used") ||
+		!strings.Contains(out, "pool "+prefix+"pool grew 2 times, from 16MiB to 48MiB") {
+		t.Errorf("stdout lacks the final usage and growth")
+	}
+	if strings.Contains(logs, "error:") {
+		t.Error("the log has errors")
+	}
+	checkDemoGone(t, prefix, out)
+}
+
+// TestIntegrationAutoextendDemoDmeventd: -demo -policy dmeventd with room
+// for 48MiB: it grows from 50% used, once per 5% step, and at -max warns
+// at 80% used.
+func TestIntegrationAutoextendDemoDmeventd(t *testing.T) {
+	testenv.Privileged(t)
+	prefix := testenv.Prefix(t)
+	testenv.CheckLeaks(t, prefix)
+	code, out, logs := runDemoTest(t, prefix, "", "-policy", "dmeventd", "-max", "48MiB", "-interval", "200ms")
+	if code != exitOK {
+		t.Errorf("exit %d, want 0", code)
+	}
+	for _, s := range []string{
+		"policy dmeventd: grow from 50% used, again every 5% more, warn from 80%",
+		"set pool " + prefix + "pool's low water mark to 128 blocks (was 64)",
+		"extended pool " + prefix + "pool data from 16MiB to 32MiB",
+		"extended pool " + prefix + "pool data from 32MiB to 48MiB",
+		"is at -max 48MiB",
+		"warning: pool " + prefix + "pool data is now 8",
+		"restored pool " + prefix + "pool's low water mark to 64 blocks",
+	} {
+		if !strings.Contains(logs, s) {
+			t.Errorf("log lacks %q", s)
+		}
+	}
+	// Each growth happened at 50% used or more, none before.
+	for _, l := range strings.Split(logs, "\n") {
+		if _, rest, ok := strings.Cut(l, "blocks were free ("); ok {
+			var pct float64
+			if _, err := fmt.Sscanf(rest, "%f%% used", &pct); err != nil || pct < 50 {
+				t.Errorf("growth at %v%% used (%v): %s", pct, err, l)
+			}
+		}
+	}
+	if strings.Contains(logs, "error:") {
+		t.Error("the log has errors")
+	}
+	checkDemoGone(t, prefix, out)
+}
+
+// TestIntegrationAutoextendDemoInterrupt: Ctrl-C (a cancelled context, as
+// main makes of SIGINT) in the middle of -demo's writes: it tears down and
+// exits 130.
+func TestIntegrationAutoextendDemoInterrupt(t *testing.T) {
+	testenv.Privileged(t)
+	prefix := testenv.Prefix(t)
+	testenv.CheckLeaks(t, prefix)
+	code, out, logs := runDemoTest(t, prefix, "wrote 8 MiB")
+	if code != exitInterrupted {
+		t.Errorf("exit %d, want %d", code, exitInterrupted)
+	}
+	if !strings.Contains(logs, "autoextend: interrupted; tearing down") {
+		t.Error("the log does not say it was interrupted")
+	}
+	if strings.Contains(out, "wrote 40 MiB") {
+		t.Error("the writes went on after the interrupt")
+	}
+	checkDemoGone(t, prefix, out)
+}

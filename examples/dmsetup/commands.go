@@ -564,13 +564,19 @@ func (a *app) ls(args []string) error {
 
 // deviceInfo gathers what info shows about one device.
 func (a *app) deviceInfo(ctl *dm.Control, ref dm.Ref) (deviceInfo, error) {
+	return a.gatherInfo(ctl, ref, a.opts.columns)
+}
+
+// gatherInfo gathers what info shows about one device; quiet leaves out
+// the complaint of a plain info about a device without a node.
+func (a *app) gatherInfo(ctl *dm.Control, ref dm.Ref, quiet bool) (deviceInfo, error) {
 	info, err := ctl.Info(a.ctx, ref, a.inactiveFlags()...)
 	if err != nil {
 		return deviceInfo{}, notExist(err)
 	}
 	d := deviceInfo{Info: info, Split: newSplitName(uuidSubsystem(info.UUID), info.Name)}
 	d.ReadAhead, d.HasReadAhead = a.sys.readAhead(info.Dev)
-	if !d.HasReadAhead && !a.opts.columns {
+	if !d.HasReadAhead && !quiet {
 		// libdevmapper then asks the device node, and says when there is
 		// none (a device without a table has no node under udev).
 		node := filepath.Join(a.devDir, "mapper", info.Name)
@@ -621,9 +627,10 @@ func (a *app) info(args []string) error {
 		}
 		return nil
 	}
+	// As dmsetup, only the report (-c) selects; a plain info shows all.
 	var sel *selection
-	if a.opts.hasSel {
-		if sel, err = parseSelection(a.opts.sel); err != nil {
+	if rf != nil {
+		if sel, err = a.selection(); err != nil {
 			return err
 		}
 	}
@@ -633,8 +640,13 @@ func (a *app) info(args []string) error {
 		if err != nil {
 			return err
 		}
-		if sel != nil && !sel.match(&d) {
-			return nil
+		if sel != nil {
+			if sel.deps {
+				a.fillDeps(ctl, &d)
+			}
+			if !sel.match(&d) {
+				return nil
+			}
 		}
 		if rf != nil {
 			if rf.needsDeps() {
@@ -691,6 +703,9 @@ func notExist(err error) error {
 type targetLinesFunc func(ctl *dm.Control, ref dm.Ref) ([]targetLine, error)
 
 func (a *app) table(args []string) error {
+	if a.opts.concise {
+		return a.tableConcise(args)
+	}
 	return a.showTargets(args, true, func(ctl *dm.Control, ref dm.Ref) ([]targetLine, error) {
 		t, err := ctl.Table(a.ctx, ref, a.inactiveFlags()...)
 		return tableLines(t), err
@@ -722,8 +737,17 @@ func (a *app) showTargets(args []string, isTable bool, get targetLinesFunc) erro
 		io.WriteString(a.stdout, "No devices found\n")
 		return nil
 	}
+	sel, err := a.selection()
+	if err != nil {
+		return err
+	}
+	// A selection names each device it shows, as a list does.
+	multiple = multiple || sel != nil
 	verbose := a.opts.verbose > 0
 	return a.forTargets(ts, all, func(t target) error {
+		if ok, err := a.passes(ctl, sel, t.ref); err != nil || !ok {
+			return err
+		}
 		lines, err := get(ctl, t.ref)
 		if err != nil {
 			return err
@@ -777,8 +801,16 @@ func (a *app) deps(args []string) error {
 		io.WriteString(a.stdout, "No devices found\n")
 		return nil
 	}
+	sel, err := a.selection()
+	if err != nil {
+		return err
+	}
+	multiple = multiple || sel != nil
 	verbose := a.opts.verbose > 0
 	return a.forTargets(ts, all, func(t target) error {
+		if ok, err := a.passes(ctl, sel, t.ref); err != nil || !ok {
+			return err
+		}
 		deps, err := ctl.Deps(a.ctx, t.ref, a.inactiveFlags()...)
 		if err != nil {
 			return err

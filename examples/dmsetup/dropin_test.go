@@ -136,6 +136,18 @@ func TestIntegrationSideBySide(t *testing.T) {
 		{"table", "--target", "zero"}, {"status", "--target", "linear", lin}, {"table", "--showkeys", zero},
 		{"suspend", "/dev/mapper/" + zero}, {"info", zero}, {"resume", "-j", "254", "-m", "0"}, {"resume", zero}, {"info", zero},
 		{"suspend", "--noflush", "--nolockfs", zero}, {"resume", zero},
+		// --concise and -S selections.
+		{"table", "--concise"}, {"table", "--concise", lin, zero}, {"info", "--concise", lin}, {"table", "--concise", nosuch},
+		{"info", "-c", "-S", "name=~'^" + p + "'"}, {"info", "-c", "-S", "name=" + lin + " || name=" + zero},
+		{"info", "-c", "-S", "!(name=" + zero + ") && minor>=0"}, {"info", "-c", "-S", "(name=" + zero + " || name=" + lin + ") && segments<2"},
+		{"info", "-c", "-S", "uuid=~uuid"}, {"info", "-c", "-S", "name = " + lin + ", open=0"}, {"info", "-c", "-S", "minor<0 # attr=~w"},
+		{"info", "-c", "-o", "name,devs_used", "-S", "devs_used=~" + lin}, {"info", "-c", "-S", `name!~"zero"`, "-O", "-minor"},
+		{"info", "-c", "-S", "name=" + lin, zero}, {"info", "-c", "-S", "name=" + lin, lin},
+		{"table", "-S", "name=" + lin}, {"table", "-S", "name=" + lin, lin}, {"status", "-S", "name=~" + p + " && segments>0"},
+		{"deps", "-S", "name=" + p + "top"}, {"table", "-S", "name=nosuch"},
+		{"ls", "-S", "name=nosuch"}, {"info", "-S", "name=" + lin},
+		{"info", "-c", "-S", "bogus=1"}, {"info", "-c", "-S", "name"}, {"info", "-c", "-S", "minor>x"}, {"info", "-c", "-S", "name>a"},
+		{"info", "-c", "-S", "(name=x"}, {"info", "-c", "-S", "!name=x"}, {"info", "-c", "-S", "name=~"}, {"info", "-c", "-S", "name=x &&"},
 		// Mutations: "{N}" is a device of each binary's own ("r" and "o").
 		{"create", "{N}", "--table", "0 1024 zero"}, {"info", "{N}"}, {"create", "{N}", "--table", "0 1024 zero"},
 		{"load", "/dev/mapper/{N}", "--table", "0 2048 zero"}, {"info", "-c", "-o", "name,tables_loaded", "{N}"},

@@ -20,8 +20,8 @@ This is thinp's pure-Go dmsetup (no libdevmapper). It differs from dmsetup:
     remove the /dev/mapper nodes themselves (libdevmapper does the same
     unless it is built to rely on udev only);
   - ls --tree draws no compact or inverted trees;
-  - not implemented: ls --exec, create --concise, table
-    --concise, -S|--select, measure, stats, udevcreatecookie,
+  - not implemented: ls --exec, create --concise, string lists and the
+    selected field in -S selections, measure, stats, udevcreatecookie,
     udevreleasecookie, and the report fields of statistics, mangling and
     the device tree (names_using_dev and the like); --manglename,
     --readahead, -U/-G/-M, --udevcookie, --noudevrules, --verifyudev,
@@ -104,12 +104,18 @@ func (a *app) splitname(args []string) error {
 	return nil
 }
 
-// fillDeps adds the dependencies and their names to d, for the deps fields
-// of info -c.
+// fillDeps sets the dependencies and their names in d, for the deps fields
+// of info -c and of selections, once.
 func (a *app) fillDeps(ctl *dm.Control, d *deviceInfo) {
+	if d.Deps != nil {
+		return
+	}
 	deps, err := ctl.Deps(a.ctx, dm.DevNum(d.Dev), a.inactiveFlags()...)
 	if err != nil {
 		return
+	}
+	if deps == nil {
+		deps = []dm.Dev{}
 	}
 	d.Deps = deps
 	for _, dev := range deps {
@@ -462,30 +468,3 @@ func truncateTree(text string, width int) string {
 type badFieldError struct{ msg string }
 
 func (e *badFieldError) Error() string { return e.msg }
-
-// selection is the simple form of -S: "field=value" or "field!=value",
-// comparing a field's text.
-type selection struct {
-	f      *reportField
-	value  string
-	negate bool
-}
-
-func parseSelection(s string) (*selection, error) {
-	op := "="
-	i := strings.Index(s, "!=")
-	if i >= 0 {
-		op = "!="
-	} else if i = strings.Index(s, "="); i < 0 {
-		return nil, libdmf("Selection syntax error at '%s'.", s)
-	}
-	f := findField(canonicalField(s[:i]))
-	if f == nil {
-		return nil, &badFieldError{"Unrecognised selection field: " + s[:i]}
-	}
-	return &selection{f: f, value: strings.Trim(s[i+len(op):], `"'`), negate: op == "!="}, nil
-}
-
-func (s *selection) match(d *deviceInfo) bool {
-	return (s.f.value(d) == s.value) != s.negate
-}

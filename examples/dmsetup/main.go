@@ -20,9 +20,15 @@
 // create, rename and remove make and remove /dev/mapper nodes themselves
 // (so paths work in that case too, where a libdevmapper built for udev
 // refuses them); ls --tree draws neither compact nor inverted trees;
-// --exec, --concise, full -S
-// selections, measure, stats, udevcreatecookie and udevreleasecookie are not
-// implemented.
+// --exec, create --concise, string lists ([a,b], {a,b}) and the selected
+// field in -S selections, measure, stats, udevcreatecookie and
+// udevreleasecookie are not implemented.
+//
+// table --concise prints dmsetup's concise device list; -S/--select takes
+// libdevmapper's selection language (=, !=, =~, !~, <, <=, >, >= on number
+// fields, &&, ",", ||, "#", "!(...)", parentheses) over the report fields
+// and selects for info -c, table, status and deps (plain info and ls
+// ignore it, as dmsetup does).
 //
 // By default the tool waits for udev after create, resume, rename and
 // remove when udev can answer, exactly as libdevmapper does; --noudevsync
@@ -158,6 +164,15 @@ func (a *app) main(args []string) int {
 	}
 	code := exitOK
 	if err := cmd.run(a, operands); err != nil {
+		var se *selectionError
+		if errors.As(err, &se) {
+			// As dmsetup: its help, the complaint, no "Command failed.".
+			io.WriteString(a.stderr, se.help)
+			for _, l := range se.lines {
+				a.logf("%s", l)
+			}
+			return exitFail
+		}
 		var bf *badFieldError
 		if errors.As(err, &bf) {
 			// As dmsetup: the field list, the complaint, no "Command failed.".

@@ -191,6 +191,16 @@ func (c config) validate() error {
 	return nil
 }
 
+// openAdvice is the demo's first line when it cannot open device-mapper,
+// for a process whose effective user id is euid.
+func openAdvice(euid int) string {
+	if euid != 0 {
+		return "thinpool: this demo needs root (device-mapper and loop devices are root's): run it with sudo, or in a VM with bash .ci/demo"
+	}
+	return "thinpool: this kernel has no usable device-mapper; run the demo in a VM instead: bash .ci/demo\n" +
+		"  (or: go run ./internal/vm/cmd/vmrun run ./examples/thinpool)"
+}
+
 // run runs the demo with args (without the program name) and returns the
 // exit status. Cancelling ctx (main cancels it on SIGINT and SIGTERM)
 // stops the demo and tears everything down.
@@ -214,12 +224,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "thinpool: %+v\n", err)
 		}
 	case err != nil:
-		d.printErr(err)
-		if d.ctl == nil && os.Geteuid() != 0 {
-			fmt.Fprintln(stderr, "thinpool: device-mapper needs root: run it as root (sudo), or in the VM with bash .ci/demo")
-		} else if d.ctl == nil {
-			fmt.Fprintln(stderr, "thinpool: this kernel has no usable device-mapper; run the demo in the VM instead:\n  go run ./internal/vm/cmd/vmrun run ./examples/thinpool")
+		if d.ctl == nil {
+			// Nothing was made: say first what to do about it.
+			fmt.Fprintln(stderr, openAdvice(os.Geteuid()))
 		}
+		d.printErr(err)
 		if len(d.undo) > 0 {
 			fmt.Fprintln(stderr, "thinpool: tearing down")
 		}

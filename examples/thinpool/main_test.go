@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -464,5 +465,47 @@ func TestNameChecked(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"-name", "a/b"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "-name") {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// TestModuleVersion: the report's library version is what the build
+// information says, not a fixed "(devel)".
+func TestModuleVersion(t *testing.T) {
+	rev := []debug.BuildSetting{{Key: "vcs.revision", Value: "458e942abcdef0123456789"}, {Key: "vcs.time", Value: "2026-12-05T16:00:00Z"}, {Key: "vcs.modified", Value: "true"}}
+	for _, tc := range []struct {
+		name string
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{"go install @tag", &debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "v1.2.0"}}, "v1.2.0"},
+		{"checkout between tags", &debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "v1.2.1-0.20261205160000-458e942abcde+dirty"}, Settings: rev},
+			"v1.2.1-0.20261205160000-458e942abcde+dirty"},
+		{"no version, a commit", &debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "(devel)"}, Settings: rev},
+			"(devel) commit 458e942abcde of 2026-12-05T16:00:00Z, modified"},
+		{"no version, no commit", &debug.BuildInfo{Main: debug.Module{Path: modulePath, Version: "(devel)"}}, "(devel)"},
+		{"a dependency", &debug.BuildInfo{Main: debug.Module{Path: "example.com/app", Version: "(devel)"}, Settings: rev,
+			Deps: []*debug.Module{{Path: "golang.org/x/sys", Version: "v0.30.0"}, {Path: modulePath, Version: "v1.3.0"}}}, "v1.3.0"},
+		{"a replaced dependency", &debug.BuildInfo{Main: debug.Module{Path: "example.com/app"},
+			Deps: []*debug.Module{{Path: modulePath, Version: "v1.3.0", Replace: &debug.Module{Path: "../thinp"}}}}, "v1.3.0 => ../thinp"},
+		{"not in the build", &debug.BuildInfo{Main: debug.Module{Path: "example.com/app"}}, "(unknown: github.com/thinp/thinp is not in the build information)"},
+		{"no build info", nil, "(unknown: the binary has no build information)"},
+	} {
+		if got := moduleVersion(tc.bi); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if v := libraryVersion(); !strings.HasPrefix(v, modulePath+" ") || strings.Contains(v, "unknown") {
+		t.Errorf("this test binary's library version: %q", v)
+	}
+}
+
+// TestOpenAdvice: without root the demo says plainly that it needs root;
+// as root, that the kernel lacks device-mapper.
+func TestOpenAdvice(t *testing.T) {
+	if a := openAdvice(1000); !strings.HasPrefix(a, "thinpool: this demo needs root") || !strings.Contains(a, "sudo") {
+		t.Errorf("not root: %q", a)
+	}
+	if a := openAdvice(0); strings.Contains(a, "root") || !strings.Contains(a, "no usable device-mapper") {
+		t.Errorf("root: %q", a)
 	}
 }

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/thinp/thinp/examples/internal/size"
 	"io"
 	"path/filepath"
 	"runtime/debug"
 
 	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/examples/internal/size"
 	"github.com/thinp/thinp/thin"
 )
 
@@ -123,15 +123,75 @@ func (d *demo) report(ctx context.Context) (report, error) {
 // libraryVersion names this library and its version, as docker named
 // libdevmapper's.
 func libraryVersion() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
-			if m.Path == "github.com/thinp/thinp" && m.Version != "" {
-				v = m.Version
-			}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		bi = nil
+	}
+	return modulePath + " " + moduleVersion(bi) + "; pure Go, no libdevmapper"
+}
+
+// modulePath is this library's module.
+const modulePath = "github.com/thinp/thinp"
+
+// moduleVersion is the version of modulePath that bi (the binary's build
+// information; nil when it has none) says was built: the main module's
+// version when the demo is built from the module itself ("v1.2.0" from
+// go install ...@v1.2.0, or from a checkout at that tag; the go command
+// stamps a checkout between tags with a pseudo-version), the dependency's
+// (or its replacement's) when another module's program imports it. Where
+// the go command had no version to give, "(devel)", the commit the build
+// info records is named instead.
+func moduleVersion(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "(unknown: the binary has no build information)"
+	}
+	var m *debug.Module
+	if bi.Main.Path == modulePath {
+		m = &bi.Main
+	}
+	for _, d := range bi.Deps {
+		if m == nil && d.Path == modulePath {
+			m = d
 		}
 	}
-	return "github.com/thinp/thinp " + v + "; pure Go, no libdevmapper"
+	if m == nil {
+		return "(unknown: " + modulePath + " is not in the build information)"
+	}
+	if m.Replace != nil {
+		if m.Replace.Version != "" {
+			return m.Version + " => " + m.Replace.Path + " " + m.Replace.Version
+		}
+		return m.Version + " => " + m.Replace.Path
+	}
+	if m.Version != "" && m.Version != "(devel)" {
+		return m.Version
+	}
+	var rev, when string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev == "" || m != &bi.Main {
+		return "(devel)"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	v := "(devel) commit " + rev
+	if when != "" {
+		v += " of " + when
+	}
+	if modified {
+		v += ", modified"
+	}
+	return v
 }
 
 // print writes the report: one " Key: value" line per field, as docker

@@ -32,8 +32,10 @@
 // The console (first serial port) carries kernel messages and the tests'
 // output. The result port (second serial port, a pipe to the host) carries
 // one JSON event per line: every test and subtest verdict, the output of
-// failed tests, job exit codes, heartbeats, and "done". A guest that sends
-// nothing for Settings.Silence, or outlives Settings.Timeout, is killed; a
+// failed tests, job exit codes, heartbeats (with how long the running job
+// has shown no progress: no output, no CPU time), and "done". A guest that
+// shows no progress for Settings.Silence, or outlives Settings.Timeout, is
+// killed; a
 // kernel oops panics the guest (oops=panic), and Runner.Boot boots again
 // from the next package so one crash hides nothing else.
 //
@@ -51,7 +53,7 @@
 //	THINP_VM_QEMU           qemu-system-x86_64 to use
 //	THINP_VM_ACCEL          kvm or tcg, instead of probing
 //	THINP_VM_TIMEOUT        time limit per boot (default 20m)
-//	THINP_VM_SILENCE        how long a silent guest lives (default 90s)
+//	THINP_VM_SILENCE        how long a guest lives without progress (default 90s)
 //	THINP_VM_MEMORY, THINP_VM_CPUS  guest size (default 2048 MiB, 2)
 //	THINP_VM_CPU_MODEL      QEMU's -cpu (default max)
 //	THINP_VM_APPEND         more guest kernel parameters
@@ -64,6 +66,11 @@
 // The guest's tests and programs see the host's other THINP_* variables
 // (THINP_SCENARIO_SCALE, THINP_UDEV_CYCLES, ...) and the Go runtime's
 // (GOGC, GODEBUG, GOMEMLIMIT, GOMAXPROCS, GOTRACEBACK): see GuestEnv.
+//
+// The control port (third serial port, a pipe from the host) carries the
+// signals the host forwards (BootConfig.Signals) to the running job's
+// process group; after a program (not a test) exits, /init reports the dm
+// and loop devices it left behind.
 //
 // Command vmrun (./cmd/vmrun) runs one package's tests or one program in the
 // guest; .ci/vm-setup installs everything with apt.

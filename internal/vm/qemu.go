@@ -44,10 +44,19 @@ type BootConfig struct {
 	Append string
 	// Timeout bounds the whole boot; the VM is killed when it runs out.
 	Timeout time.Duration
-	// Silence is how long the guest may go without an event (its /init
-	// sends a heartbeat every few seconds) before it counts as hung and is
-	// killed. Zero means 90 s.
+	// Silence is how long the guest may go without a sign of progress
+	// before it counts as hung and is killed. Zero means 90 s. A sign is
+	// any event but a heartbeat, or a heartbeat saying that the running
+	// job wrote output or used CPU time since the last one (its Idle
+	// field): /init's heartbeats prove only that /init is alive, and a
+	// job stuck on a lock or a lost wake-up, with /init still beating, is
+	// as hung as a guest that sends nothing at all.
 	Silence time.Duration
+	// Signals, when set, are forwarded to the guest's running job: each
+	// one received is sent on the control port, and /init delivers it to
+	// the job's process group (the first serial port's Ctrl-C never
+	// reaches it: the console is a pipe).
+	Signals <-chan unix.Signal
 	// Console receives the guest's console: kernel messages and the jobs'
 	// output. Nil discards it.
 	Console io.Writer
@@ -100,6 +109,15 @@ type Outcome struct {
 	// died in a job.
 	Reboots int
 
+	// Signaled lists the signals /init delivered to a job on the host's
+	// behalf ("SIGINT to github.com/thinp/thinp/examples/thinpool").
+	Signaled []string
+	// Left lists what run jobs left behind, as /init found it after each
+	// one exited: dm devices and loop devices, one a line. LeakChecks
+	// counts the checks /init made (one per run job that exited).
+	Left       []string
+	LeakChecks int
+
 	job     int    // index of the job running, -1 between jobs
 	jobName string // its name
 	test    string // top-level test running in it
@@ -140,7 +158,9 @@ func BootName(udev bool) string {
 
 // qemuArgs is QEMU's command line for cfg. The console is the first serial
 // port on stdout; the result port is the second serial port, written to
-// file descriptor 3, a pipe to the host.
+// file descriptor 3, a pipe to the host; the control port is the third,
+// read from file descriptor 4, a pipe from the host (QEMU's pipe backend
+// opens the path read-write when path.in and path.out do not exist).
 func qemuArgs(cfg BootConfig) []string {
 	mem, cpus := cfg.MemoryMiB, cfg.CPUs
 	if mem == 0 {
@@ -175,6 +195,7 @@ func qemuArgs(cfg BootConfig) []string {
 		// SeaBIOS would print its banner and terminal escapes on the console.
 		"-fw_cfg", "name=etc/sercon-port,string=0",
 		"-serial", "stdio", "-serial", "file:/dev/fd/3",
+		"-chardev", "pipe,id=ctl,path=/dev/fd/4", "-serial", "chardev:ctl",
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd,
 		"-append", appendLine,
 	}
@@ -307,6 +328,12 @@ func Boot(ctx context.Context, cfg BootConfig) (*Outcome, error) {
 		return nil, err
 	}
 	defer pr.Close()
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		pw.Close()
+		return nil, err
+	}
+	defer cw.Close()
 	tail := &tailBuffer{max: 16 << 10}
 	trouble := &troubleScanner{}
 	var console io.Writer = io.MultiWriter(tail, trouble)
@@ -319,18 +346,23 @@ func Boot(ctx context.Context, cfg BootConfig) (*Outcome, error) {
 	cmd := exec.Command(cfg.QEMU, qemuArgs(cfg)...)
 	cmd.Stdout = console
 	cmd.Stderr = &stderr
-	cmd.ExtraFiles = []*os.File{pw}
+	cmd.ExtraFiles = []*os.File{pw, cr}
 	// QEMU in its own process group: a kill reaches nothing else.
 	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		pw.Close()
+		cr.Close()
 		return nil, fmt.Errorf("start %s: %w", cfg.QEMU, err)
 	}
 	pw.Close()
+	cr.Close()
 
 	var mu sync.Mutex
-	last := time.Now()
+	// progress is when the guest last showed progress, lastEvent when it
+	// last sent anything (heartbeats included): both equal for a guest
+	// that stopped, apart for one whose job is stuck.
+	progress, lastEvent := time.Now(), time.Now()
 	events := make(chan struct{})
 	go func() {
 		defer close(events)
@@ -339,7 +371,13 @@ func Boot(ctx context.Context, cfg BootConfig) (*Outcome, error) {
 			line, err := br.ReadString('\n')
 			if e, ok := proto.ParseEvent(line); ok {
 				mu.Lock()
-				last = time.Now()
+				now := time.Now()
+				lastEvent = now
+				if e.E != proto.EvHeartbeat {
+					progress = now
+				} else if p := now.Add(-time.Duration(e.Idle * float64(time.Second))); p.After(progress) {
+					progress = p
+				}
 				o.apply(e, start)
 				mu.Unlock()
 				if cfg.OnEvent != nil {
@@ -359,6 +397,7 @@ func Boot(ctx context.Context, cfg BootConfig) (*Outcome, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	done := ctx.Done()
+	signals := cfg.Signals
 	killed := false
 	kill := func(kind, why string) {
 		mu.Lock()
@@ -380,12 +419,33 @@ loop:
 			kill("cancel", fmt.Sprintf("cancelled after %v: %v", time.Since(start).Round(time.Second), ctx.Err()))
 		case <-deadline.C:
 			kill("timeout", fmt.Sprintf("timeout: the guest ran longer than %v and was killed", cfg.Timeout))
+		case sig, ok := <-signals:
+			if !ok {
+				signals = nil
+				continue
+			}
+			// The pipe has room for thousands of these; a guest that
+			// reads none of them is no reason to block.
+			_ = cw.SetWriteDeadline(time.Now().Add(time.Second))
+			line := proto.Event{E: proto.CtlSignal, Code: int(sig)}.Line()
+			if _, err := io.WriteString(cw, line); err != nil {
+				mu.Lock()
+				o.Errors = append(o.Errors, fmt.Sprintf("forwarding %v to the guest: %v", sig, err))
+				mu.Unlock()
+			}
 		case <-tick.C:
 			mu.Lock()
-			quiet := time.Since(last)
+			quiet, stuck, job := time.Since(lastEvent), time.Since(progress), o.jobName
 			mu.Unlock()
-			if !killed && quiet > silence {
+			switch {
+			case killed || stuck <= silence:
+			case quiet > silence:
 				kill("silence", fmt.Sprintf("the guest stopped answering (no event for %v) and was killed", quiet.Round(time.Second)))
+			default:
+				if job == "" {
+					job = "the guest's job"
+				}
+				kill("silence", fmt.Sprintf("%s made no progress (no output, no CPU time) for %v while /init kept beating; the guest was killed", job, stuck.Round(time.Second)))
 			}
 		}
 	}
@@ -435,6 +495,15 @@ func (o *Outcome) apply(e proto.Event, start time.Time) {
 	case proto.EvDone:
 		o.Done = true
 		o.Code = e.Code
+	case proto.EvSignaled:
+		o.Signaled = append(o.Signaled, e.Text+" to "+e.Job)
+	case proto.EvLeft:
+		o.LeakChecks++
+		for _, l := range strings.Split(strings.TrimSpace(e.Text), "\n") {
+			if l != "" {
+				o.Left = append(o.Left, e.Job+": "+l)
+			}
+		}
 	}
 }
 

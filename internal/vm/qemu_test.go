@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinp/thinp/internal/vm/proto"
 )
 
@@ -91,6 +93,98 @@ func TestBootKillsSilentGuest(t *testing.T) {
 	}
 }
 
+// TestBootKillsStuckJob: /init keeps beating but says the job has shown
+// no progress for ever longer; the host kills the guest once that passes
+// the silence limit, well before the overall timeout, and says why.
+func TestBootKillsStuckJob(t *testing.T) {
+	script := ev(proto.Event{E: proto.EvHello}) +
+		ev(proto.Event{E: proto.EvStart, Job: "pkg"}) +
+		ev(proto.Event{E: proto.EvRun, Job: "pkg", Name: "TestStuck"}) +
+		"i=0; while :; do printf '" + proto.Marker + `{"e":"hb","idle":%d}\n' $i >&3; i=$((i+1)); sleep 0.2; done` + "\n"
+	var beats int
+	o, err := Boot(context.Background(), BootConfig{
+		QEMU: fakeQEMU(t, script), Accel: AccelTCG, Timeout: 10 * time.Minute, Silence: time.Second,
+		OnEvent: func(e proto.Event) {
+			if e.E == proto.EvHeartbeat {
+				beats++
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.stopped != "silence" || len(o.Errors) != 1 ||
+		!strings.Contains(o.Errors[0], "pkg made no progress (no output, no CPU time)") {
+		t.Errorf("stopped %q, errors %q", o.stopped, o.Errors)
+	}
+	if beats < 2 {
+		t.Errorf("%d heartbeats: the guest was not beating when it was killed", beats)
+	}
+	if o.job != 0 || o.test != "TestStuck" {
+		t.Errorf("job %d test %q: the host lost track of what hung", o.job, o.test)
+	}
+}
+
+// TestBootQuietJobLives: a job that shows progress on every heartbeat
+// (idle 0) outlives the silence limit; only the timeout ends it.
+func TestBootQuietJobLives(t *testing.T) {
+	script := ev(proto.Event{E: proto.EvStart, Job: "pkg"}) +
+		"while :; do " + strings.TrimSuffix(ev(proto.Event{E: proto.EvHeartbeat}), "\n") + "; sleep 0.2; done\n"
+	o, err := Boot(context.Background(), BootConfig{
+		QEMU: fakeQEMU(t, script), Accel: AccelTCG, Timeout: 3 * time.Second, Silence: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.stopped != "timeout" || len(o.Errors) != 1 || !strings.Contains(o.Errors[0], "timeout") {
+		t.Errorf("stopped %q, errors %q", o.stopped, o.Errors)
+	}
+}
+
+// TestBootForwardsSignals: a signal on BootConfig.Signals reaches the
+// guest on the control port (file descriptor 4 of QEMU) as a control
+// line; the fake guest answers as /init does.
+func TestBootForwardsSignals(t *testing.T) {
+	script := ev(proto.Event{E: proto.EvHello}) +
+		ev(proto.Event{E: proto.EvStart, Job: "prog"}) +
+		`while read -r line <&4; do
+  case "$line" in
+  *'"e":"signal"'*'"code":2'*)
+` + ev(proto.Event{E: proto.EvSignaled, Job: "prog", Code: 2, Text: "SIGINT"}) +
+		ev(proto.Event{E: proto.EvLeft, Job: "prog", Text: "dm device x (dm-0)\nloop device /dev/loop0 over /tmp/f"}) +
+		ev(proto.Event{E: proto.EvLeft, Job: "prog"}) +
+		ev(proto.Event{E: proto.EvEnd, Job: "prog", Code: 130}) +
+		ev(proto.Event{E: proto.EvDone, Code: 130}) + `    exit 0;;
+  *) echo "unexpected control line: $line";;
+  esac
+done
+`
+	sigs := make(chan unix.Signal, 1)
+	o, err := Boot(context.Background(), BootConfig{
+		QEMU: fakeQEMU(t, script), Accel: AccelTCG, Timeout: time.Minute, Signals: sigs,
+		OnEvent: func(e proto.Event) {
+			if e.E == proto.EvStart {
+				sigs <- unix.SIGINT
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Done || len(o.Errors) != 0 || len(o.Jobs) != 1 || o.Jobs[0].Code != 130 {
+		t.Errorf("outcome %+v", o)
+	}
+	if strings.Join(o.Signaled, "|") != "SIGINT to prog" {
+		t.Errorf("Signaled %q", o.Signaled)
+	}
+	if want := "prog: dm device x (dm-0)|prog: loop device /dev/loop0 over /tmp/f"; strings.Join(o.Left, "|") != want || o.LeakChecks != 2 {
+		t.Errorf("Left %q after %d checks, want %q after 2", o.Left, o.LeakChecks, want)
+	}
+	if strings.Contains(o.ConsoleTail, "unexpected") {
+		t.Errorf("console: %s", o.ConsoleTail)
+	}
+}
+
 func TestBootTimeout(t *testing.T) {
 	// Heartbeats keep it from counting as silent; the timeout still ends it.
 	script := "while :; do " + strings.TrimSuffix(ev(proto.Event{E: proto.EvHeartbeat}), "\n") + "; sleep 0.2; done\n"
@@ -157,7 +251,7 @@ func TestQEMUArgs(t *testing.T) {
 	args := strings.Join(qemuArgs(BootConfig{Kernel: "K", Initrd: "I", Accel: AccelKVM, Udev: true}), " ")
 	for _, want := range []string{
 		"-machine q35", "-accel kvm", "-cpu max", "-smp 2", "-m 2048", "-no-reboot",
-		"-serial stdio -serial file:/dev/fd/3", "-kernel K", "-initrd I",
+		"-serial stdio -serial file:/dev/fd/3", "-chardev pipe,id=ctl,path=/dev/fd/4 -serial chardev:ctl", "-kernel K", "-initrd I",
 		"console=ttyS0", "panic=-1", "rdinit=/init", "thinp.udev=1",
 	} {
 		if !strings.Contains(args, want) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinp/thinp/internal/vm/proto"
 )
 
@@ -94,6 +96,8 @@ type Runner struct {
 	// Env is added to the environment of the guest's workloads, usually
 	// GuestEnv(os.Environ()).
 	Env []string
+	// Signals are forwarded to the guest's running job (BootConfig.Signals).
+	Signals <-chan unix.Signal
 
 	accel string // chosen accelerator, once probed
 	why   string
@@ -306,7 +310,7 @@ func (r *Runner) Boot(ctx context.Context, img *Image, udev bool) (*Outcome, err
 	cfg := BootConfig{
 		QEMU: r.Host.QEMU, Kernel: r.Host.Kernel.Image, Initrd: img.Path, Udev: udev,
 		Accel: accel, MemoryMiB: r.Settings.MemoryMiB, CPUs: r.Settings.CPUs, CPUModel: r.Settings.CPUModel, Append: r.Settings.Append,
-		Timeout: r.Settings.Timeout, Silence: r.Settings.Silence, Console: r.Console,
+		Timeout: r.Settings.Timeout, Silence: r.Settings.Silence, Console: r.Console, Signals: r.Signals,
 	}
 	if r.OnEvent != nil {
 		cfg.OnEvent = func(e proto.Event) { r.OnEvent(name, e) }
@@ -327,6 +331,9 @@ func (r *Runner) Boot(ctx context.Context, img *Image, udev bool) (*Outcome, err
 			total.Tests = append(total.Tests, o.Tests...)
 			total.Jobs = append(total.Jobs, o.Jobs...)
 			total.Errors = append(total.Errors, o.Errors...)
+			total.Signaled = append(total.Signaled, o.Signaled...)
+			total.Left = append(total.Left, o.Left...)
+			total.LeakChecks += o.LeakChecks
 			total.Total += o.Total
 			total.Done, total.Code, total.ConsoleTail = o.Done, o.Code, o.ConsoleTail
 		}
@@ -392,6 +399,13 @@ func FormatEvent(boot string, e proto.Event) string {
 		return fmt.Sprintf("[%s] exit %d %s (%.1fs)", boot, e.Code, e.Job, e.Sec)
 	case proto.EvDone:
 		return fmt.Sprintf("[%s] done, status %d (%.1fs in the guest)", boot, e.Code, e.Sec)
+	case proto.EvSignaled:
+		return fmt.Sprintf("[%s] %s delivered to %s", boot, e.Text, e.Job)
+	case proto.EvLeft:
+		if e.Text == "" {
+			return fmt.Sprintf("[%s] %s left no dm or loop device behind", boot, e.Job)
+		}
+		return fmt.Sprintf("[%s] %s left behind:\n%s", boot, e.Job, strings.TrimRight(e.Text, "\n"))
 	}
 	return ""
 }

@@ -43,6 +43,13 @@ type guest struct {
 	udev    bool
 	from    int // first job to run
 	start   time.Time
+
+	// The running job, for heartbeats and forwarded signals: its process
+	// group (0 between jobs), name, and how many bytes it has written.
+	jobPgid int
+	jobName string
+	jobOut  uint64
+	pending unix.Signal // forwarded before a job ran: delivered when one starts
 }
 
 func main() {
@@ -86,6 +93,7 @@ func (g *guest) run() int {
 	if plan.Heartbeat > 0 {
 		go g.heartbeat(time.Duration(plan.Heartbeat) * time.Second)
 	}
+	go g.control()
 	if err := g.loadModules(plan.Modules); err != nil {
 		g.emit(proto.Event{E: proto.EvError, Text: err.Error()})
 		return 3
@@ -157,10 +165,23 @@ func (g *guest) mountAll() error {
 
 // openPort opens the result port in raw mode, so that "\n" stays "\n".
 func (g *guest) openPort() {
-	f, err := os.OpenFile(proto.ResultPort, os.O_RDWR|unix.O_NOCTTY, 0)
+	f, err := openRaw(proto.ResultPort)
 	if err != nil {
 		fmt.Fprintf(g.console, "guestinit: result port: %v (events go to the console)\n", err)
 		return
+	}
+	g.mu.Lock()
+	g.port = f
+	g.mu.Unlock()
+}
+
+// openRaw opens a serial port in raw mode: no echo (the control port's
+// host end would read an echo back as input), no line editing, no signals
+// from control characters.
+func openRaw(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
 	}
 	if t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
 		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
@@ -168,11 +189,67 @@ func (g *guest) openPort() {
 		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
 		t.Cflag &^= unix.CSIZE | unix.PARENB
 		t.Cflag |= unix.CS8 | unix.CLOCAL
+		t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
 		_ = unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
 	}
+	return f, nil
+}
+
+// control reads the host's control lines from the control port and acts on
+// them: a forwarded signal goes to the running job's process group, as a
+// terminal's Ctrl-C goes to its foreground process group.
+func (g *guest) control() {
+	f, err := openRaw(proto.ControlPort)
+	if err != nil {
+		g.emit(proto.Event{E: proto.EvLog, Text: fmt.Sprintf("control port: %v (signals from the host are not forwarded)", err)})
+		return
+	}
+	defer f.Close()
+	g.serveControl(f)
+}
+
+// serveControl acts on each control line read from r until it ends.
+func (g *guest) serveControl(r io.Reader) {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if e, ok := proto.ParseEvent(line); ok && e.E == proto.CtlSignal {
+			g.forward(unix.Signal(e.Code))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// forward delivers sig to the running job's process group and says so.
+func (g *guest) forward(sig unix.Signal) {
+	switch sig {
+	case unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT:
+	default:
+		g.emit(proto.Event{E: proto.EvLog, Text: fmt.Sprintf("control: signal %d refused (only INT, TERM, HUP and QUIT are forwarded)", int(sig))})
+		return
+	}
 	g.mu.Lock()
-	g.port = f
+	pgid, job := g.jobPgid, g.jobName
+	if pgid <= 0 {
+		g.pending = sig
+	}
 	g.mu.Unlock()
+	if pgid <= 0 {
+		g.emit(proto.Event{E: proto.EvLog, Text: fmt.Sprintf("control: %s with no job running: for the next job", unix.SignalName(sig))})
+		return
+	}
+	g.deliver(pgid, job, sig)
+}
+
+// deliver sends sig to the process group pgid of job and reports it.
+func (g *guest) deliver(pgid int, job string, sig unix.Signal) {
+	if err := unix.Kill(-pgid, sig); err != nil {
+		g.emit(proto.Event{E: proto.EvLog, Text: fmt.Sprintf("control: %s to %s: %v", unix.SignalName(sig), job, err)})
+		return
+	}
+	g.emit(proto.Event{E: proto.EvSignaled, Job: job, Code: int(sig), Text: unix.SignalName(sig)})
 }
 
 // emit writes an event to the result port (or the console, without one).
@@ -192,10 +269,100 @@ func (g *guest) emit(e proto.Event) {
 	}
 }
 
+// heartbeat sends a heartbeat every interval, saying how long the running
+// job has shown no progress: no output and no CPU time used by any process
+// of its group (its children's included, once they have been reaped).
 func (g *guest) heartbeat(every time.Duration) {
-	for range time.Tick(every) {
-		g.emit(proto.Event{E: proto.EvHeartbeat, Sec: time.Since(g.start).Seconds()})
+	var p progress
+	for now := range time.Tick(every) {
+		g.mu.Lock()
+		pgid, out := g.jobPgid, g.jobOut
+		g.mu.Unlock()
+		idle := p.observe(now, pgid, groupCPU("/proc", pgid), out)
+		g.emit(proto.Event{E: proto.EvHeartbeat, Sec: time.Since(g.start).Seconds(), Idle: idle.Seconds()})
 	}
+}
+
+// progress follows one job's signs of life from one heartbeat to the next.
+type progress struct {
+	pgid  int
+	cpu   cpuSample
+	out   uint64
+	since time.Time // the last change seen
+}
+
+// observe records a sample taken at now and returns how long the job has
+// gone without a change: 0 between jobs and at a new job's first sample.
+func (p *progress) observe(now time.Time, pgid int, cpu cpuSample, out uint64) time.Duration {
+	if pgid <= 0 {
+		*p = progress{}
+		return 0
+	}
+	if pgid != p.pgid || cpu != p.cpu || out != p.out {
+		*p = progress{pgid: pgid, cpu: cpu, out: out, since: now}
+		return 0
+	}
+	return now.Sub(p.since)
+}
+
+// cpuSample is what /proc says of a process group: its processes, and the
+// clock ticks they and their reaped children used.
+type cpuSample struct {
+	procs int
+	ticks uint64
+}
+
+// groupCPU reads proc (/proc) for the processes of group pgid.
+func groupCPU(proc string, pgid int) cpuSample {
+	var s cpuSample
+	if pgid <= 0 {
+		return s
+	}
+	ents, err := os.ReadDir(proc)
+	if err != nil {
+		return s
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile(proc + "/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if pg, ticks, ok := parseStat(string(b)); ok && pg == pgid {
+			s.procs++
+			s.ticks += ticks
+		}
+	}
+	return s
+}
+
+// parseStat returns the process group and the utime+stime+cutime+cstime
+// of a /proc/PID/stat line. The command name, in parentheses, may hold
+// spaces and parentheses: the fields start after the last ')'.
+func parseStat(line string) (pgrp int, ticks uint64, ok bool) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state): pgrp is field 5, utime..cstime 14..17.
+	if len(f) < 15 {
+		return 0, 0, false
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, v := range f[11:15] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		ticks += n
+	}
+	return pgrp, ticks, true
 }
 
 func readPlan() (*proto.Plan, error) {
@@ -354,6 +521,14 @@ func (g *guest) execJob(job proto.Job, env []string) int {
 		return 127
 	}
 	w.Close()
+	g.mu.Lock()
+	g.jobPgid, g.jobName, g.jobOut = cmd.Process.Pid, job.Name, 0
+	pending := g.pending
+	g.pending = 0
+	g.mu.Unlock()
+	if pending != 0 {
+		g.deliver(cmd.Process.Pid, job.Name, pending)
+	}
 	var tracker *proto.Tracker
 	if job.Kind == proto.KindTest {
 		tracker = proto.NewTracker(job.Name)
@@ -367,6 +542,7 @@ func (g *guest) execJob(job proto.Job, env []string) int {
 			if line != "" {
 				g.mu.Lock()
 				_, _ = io.WriteString(g.console, proto.StripFrames(line))
+				g.jobOut += uint64(len(line))
 				g.mu.Unlock()
 				if tracker != nil {
 					for _, e := range tracker.Line(line) {
@@ -384,6 +560,14 @@ func (g *guest) execJob(job proto.Job, env []string) int {
 	_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 	<-done
 	r.Close()
+	g.mu.Lock()
+	g.jobPgid, g.jobName = 0, ""
+	g.mu.Unlock()
+	if job.Kind == proto.KindRun {
+		// Test jobs check for leaks themselves; a program is checked here.
+		left := leftovers("/sys/block")
+		g.emit(proto.Event{E: proto.EvLeft, Job: job.Name, Text: strings.Join(left, "\n")})
+	}
 	code := exitCode(err)
 	if code == 126 {
 		g.emit(proto.Event{E: proto.EvError, Job: job.Name, Text: err.Error()})
@@ -394,6 +578,31 @@ func (g *guest) execJob(job proto.Job, env []string) int {
 		}
 	}
 	return code
+}
+
+// leftovers lists the dm devices and the attached loop devices under sys
+// (/sys/block), one a line: what a program left behind once it exited.
+func leftovers(sys string) []string {
+	ents, err := os.ReadDir(sys)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot tell: %v", err)}
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		switch {
+		case strings.HasPrefix(n, "dm-"):
+			name, _ := os.ReadFile(sys + "/" + n + "/dm/name")
+			out = append(out, fmt.Sprintf("dm device %s (%s)", strings.TrimSpace(string(name)), n))
+		case strings.HasPrefix(n, "loop"):
+			backing, err := os.ReadFile(sys + "/" + n + "/loop/backing_file")
+			if err != nil {
+				continue // not attached
+			}
+			out = append(out, fmt.Sprintf("loop device /dev/%s over %s", n, strings.TrimSpace(string(backing))))
+		}
+	}
+	return out
 }
 
 // exitCode turns cmd.Wait's error into a shell-style status.

@@ -33,6 +33,10 @@ const FromParam = "thinp.from"
 // ResultPort is the guest device that carries event lines to the host.
 const ResultPort = "/dev/ttyS1"
 
+// ControlPort is the guest device that carries control lines from the host
+// (the third serial port): event lines of kind CtlSignal.
+const ControlPort = "/dev/ttyS2"
+
 // Marker starts every event line.
 const Marker = "@thinp-vm@ "
 
@@ -91,7 +95,8 @@ const (
 	// EvHello: /init started (Text: kernel release; Udev: whether this is
 	// the udev boot).
 	EvHello = "hello"
-	// EvHeartbeat: /init is alive.
+	// EvHeartbeat: /init is alive (Sec: since it started; Idle: how long
+	// the running job has shown no sign of progress).
 	EvHeartbeat = "hb"
 	// EvLog: a note from /init (module loaded, udevd started...).
 	EvLog = "log"
@@ -108,7 +113,19 @@ const (
 	EvEnd = "end"
 	// EvDone: every job ran (Code: 0 when all exited 0); /init powers off next.
 	EvDone = "done"
+	// EvLeft: a run job exited, and /init looked for the dm and loop
+	// devices it left behind (Job; Text: one a line, empty for none).
+	EvLeft = "left"
+	// EvSignaled: /init delivered a signal the host forwarded to the
+	// running job's process group (Job, Code: the signal number; Text:
+	// its name).
+	EvSignaled = "signaled"
 )
+
+// CtlSignal is the one control line the host sends on the control port:
+// deliver the signal Code (SIGINT or SIGTERM) to the running job's process
+// group, as a terminal's Ctrl-C would.
+const CtlSignal = "signal"
 
 // Verdicts of EvTest.
 const (
@@ -138,6 +155,10 @@ type Event struct {
 	Udev bool `json:"udev,omitempty"`
 	// Index is the job's place in the plan (EvStart).
 	Index int `json:"index,omitempty"`
+	// Idle is how many seconds the running job has gone without output
+	// and without using CPU time (EvHeartbeat; 0 between jobs): a job
+	// that is stuck, as opposed to one that is quietly working.
+	Idle float64 `json:"idle,omitempty"`
 }
 
 // Line encodes e as one event line, with its newline.

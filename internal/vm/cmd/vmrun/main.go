@@ -16,7 +16,15 @@
 // and runs it as the guest's workload (-udev=true by default). Both stream
 // the guest's console to stdout and exit with the guest's status: the
 // program's exit code for run, 0 or 1 for test; 125 when the VM itself
-// failed. check says what was found (kernel, QEMU, tools, accelerator);
+// failed.
+//
+// Ctrl-C (SIGINT, or SIGTERM) during run reaches the program in the guest:
+// /init delivers it to the program's process group, as a terminal would,
+// and vmrun waits for the program to finish and exits with its status
+// (130 for a program that exits as interrupted), saying so, and naming
+// any dm or loop device the program left behind. A second one kills the
+// VM (exit status 130). During test, and before the guest runs, Ctrl-C
+// kills the VM. check says what was found (kernel, QEMU, tools, accelerator);
 // setup runs .ci/vm-setup, which installs it all with apt.
 //
 // The THINP_VM_* environment variables of package internal/vm apply
@@ -36,7 +44,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/thinp/thinp/internal/vm"
 	"github.com/thinp/thinp/internal/vm/proto"
@@ -59,14 +70,16 @@ func main() {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
+	if os.Args[1] == "run" {
+		// run forwards signals to the guest's program itself.
+		os.Exit(cmdRun(context.Background(), os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var code int
 	switch os.Args[1] {
 	case "test":
 		code = cmdTest(ctx, os.Args[2:])
-	case "run":
-		code = cmdRun(ctx, os.Args[2:])
 	case "check":
 		code = cmdCheck(ctx)
 	case "setup":
@@ -225,6 +238,64 @@ func report(o *vm.Outcome) {
 	fmt.Fprintf(os.Stderr, "vmrun: [%s] %s, boot %.1fs, total %.1fs\n", o.Name(), o.Accel, o.Boot.Seconds(), o.Total.Seconds())
 }
 
+// forwarder turns the signals vmrun gets during run into signals for the
+// guest's program: the first SIGINT or SIGTERM once the VM is booting is
+// passed on; one before that, or a second one, cancels the run.
+type forwarder struct {
+	sigs   chan os.Signal
+	fwd    chan unix.Signal
+	cancel context.CancelFunc
+	what   string // the program, for messages
+	log    io.Writer
+
+	mu        sync.Mutex
+	booting   bool
+	forwarded bool
+	cancelled bool
+}
+
+func newForwarder(ctx context.Context, what string, log io.Writer) (*forwarder, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &forwarder{sigs: make(chan os.Signal, 4), fwd: make(chan unix.Signal, 4), cancel: cancel, what: what, log: log}
+	signal.Notify(f.sigs, os.Interrupt, syscall.SIGTERM)
+	go f.loop()
+	return f, ctx
+}
+
+func (f *forwarder) loop() {
+	for s := range f.sigs {
+		sig, _ := s.(syscall.Signal)
+		f.mu.Lock()
+		switch {
+		case f.booting && !f.forwarded:
+			f.forwarded = true
+			fmt.Fprintf(f.log, "vmrun: %s: passing it to %s in the guest (once more to kill the VM)\n", unix.SignalName(sig), f.what)
+			f.fwd <- sig
+		default:
+			f.cancelled = true
+			fmt.Fprintf(f.log, "vmrun: %s: stopping the VM\n", unix.SignalName(sig))
+			f.cancel()
+		}
+		f.mu.Unlock()
+	}
+}
+
+// boot marks the VM as booting: signals go to the guest from now on.
+func (f *forwarder) boot() {
+	f.mu.Lock()
+	f.booting = true
+	f.mu.Unlock()
+}
+
+// stop stops catching signals.
+func (f *forwarder) stop() (forwarded, cancelled bool) {
+	signal.Stop(f.sigs)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancel()
+	return f.forwarded, f.cancelled
+}
+
 func cmdRun(ctx context.Context, argv []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	udev := fs.String("udev", "true", "boot with udevd: true or false")
@@ -243,35 +314,72 @@ func cmdRun(ctx context.Context, argv []string) int {
 		fmt.Fprintln(os.Stderr, "vmrun run: -udev must be true or false")
 		return 2
 	}
-	r, cleanup, err := setup(*quiet)
+	fw, ctx := newForwarder(ctx, pkgArgs[0], os.Stderr)
+	code := runProgram(ctx, fw, pkgArgs[0], extra, bs[0], *quiet)
+	forwarded, cancelled := fw.stop()
+	switch {
+	case cancelled:
+		return exitInterrupted
+	case forwarded && code >= 0:
+		fmt.Fprintf(os.Stderr, "vmrun: %s was interrupted and exited with status %d\n", pkgArgs[0], code)
+	}
+	if code < 0 {
+		return exitVM
+	}
+	return code
+}
+
+// exitInterrupted is run's status when Ctrl-C stopped the VM itself.
+const exitInterrupted = 130
+
+// runProgram builds and boots the program, and returns its exit status,
+// or -1 when the VM failed (after saying why).
+func runProgram(ctx context.Context, fw *forwarder, pkgArg string, args []string, udev, quiet bool) int {
+	r, cleanup, err := setup(quiet)
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return -1
 	}
 	defer cleanup()
-	pkgs, err := r.Builder.ListPackages(ctx, pkgArgs[0])
+	r.Signals = fw.fwd
+	pkgs, err := r.Builder.ListPackages(ctx, pkgArg)
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return -1
 	}
 	if len(pkgs) != 1 || pkgs[0].Name != "main" {
-		return fail(fmt.Errorf("%s is not one main package", pkgArgs[0]))
+		fail(fmt.Errorf("%s is not one main package", pkgArg))
+		return -1
 	}
-	img, err := r.ProgramImage(ctx, pkgs[0], extra)
+	img, err := r.ProgramImage(ctx, pkgs[0], args)
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return -1
 	}
-	o, err := r.Boot(ctx, img, bs[0])
+	fw.boot()
+	o, err := r.Boot(ctx, img, udev)
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return -1
 	}
-	if !*quiet {
+	if !quiet {
 		report(o)
 	} else {
 		for _, e := range o.Errors {
 			fmt.Fprintf(os.Stderr, "vmrun: %s\n", e)
 		}
 	}
+	for _, s := range o.Signaled {
+		fmt.Fprintf(os.Stderr, "vmrun: the guest delivered %s\n", s)
+	}
+	for _, l := range o.Left {
+		fmt.Fprintf(os.Stderr, "vmrun: left behind in the guest: %s\n", l)
+	}
+	if o.LeakChecks > 0 && len(o.Left) == 0 {
+		fmt.Fprintf(os.Stderr, "vmrun: %s left no dm or loop device behind\n", pkgArg)
+	}
 	if !o.Done || len(o.Jobs) != 1 {
-		return exitVM
+		return -1
 	}
 	return o.Jobs[0].Code
 }
