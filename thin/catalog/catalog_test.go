@@ -28,7 +28,7 @@ var (
 
 // world is a fake kernel with a pool on it and a catalog directory.
 type world struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	k    *dmtest.Kernel
 	ctl  *dm.Control
@@ -39,7 +39,7 @@ type world struct {
 
 var epoch = time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
 
-func newWorld(t *testing.T, opts ...catalog.Option) *world {
+func newWorld(t testing.TB, opts ...catalog.Option) *world {
 	t.Helper()
 	ctx := context.Background()
 	k := dmtest.New()
@@ -119,7 +119,7 @@ func (w *world) check(c *catalog.Catalog) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%+v", err)
