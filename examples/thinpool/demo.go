@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/thinp/thinp/examples/internal/size"
@@ -16,12 +15,13 @@ import (
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/loop"
 	"github.com/thinp/thinp/thin"
+	"github.com/thinp/thinp/thin/catalog"
 )
 
-// Thin device ids in the pool.
+// The volumes' keys in the catalog.
 const (
-	originID thin.DeviceID = 1
-	snapID   thin.DeviceID = 2
+	originKey = "vol"
+	snapKey   = "snap"
 )
 
 // teardownTimeout bounds the whole teardown. Each removal waits for udev
@@ -45,6 +45,8 @@ type demo struct {
 	dataFile, metaFile string
 	data, meta         *loop.Device
 	pool               *thin.Pool
+	cat                *catalog.Catalog
+	catDir             string
 	origin, snap       *thin.Volume
 	names              []string // dm devices made, in creation order
 }
@@ -114,16 +116,18 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	// The thin volume: created in a transaction, so that the pool's
-	// transaction id records it, then activated.
-	if err := d.transaction(ctx, 0, "create_thin "+strconv.Itoa(int(originID)), func(tx *thin.Tx) error {
-		tx.CreateThin(originID)
-		return nil
-	}); err != nil {
+	if err := d.openCatalog(ctx); err != nil {
 		return err
 	}
-	if d.origin, err = d.activate(ctx, "vol", originID); err != nil {
+
+	// The thin volume: the catalog picks its thin id and creates it in a
+	// pool transaction, so that after a crash it knows whether it exists.
+	if err := d.createVolume(ctx, originKey, ""); err != nil {
 		return err
+	}
+	var err2 error
+	if d.origin, err2 = d.activate(ctx, originKey); err2 != nil {
+		return err2
 	}
 
 	w := writePlan(c)
@@ -133,14 +137,11 @@ func (d *demo) run(ctx context.Context) error {
 
 	// The snapshot: the library suspends the active origin around
 	// create_snap and always resumes it.
-	if err := d.transaction(ctx, 1, fmt.Sprintf("create_snap %d %d", snapID, originID), func(tx *thin.Tx) error {
-		tx.CreateSnapshot(snapID, originID)
-		return nil
-	}); err != nil {
+	if err := d.createVolume(ctx, snapKey, originKey); err != nil {
 		return err
 	}
-	if d.snap, err = d.activate(ctx, "snap", snapID); err != nil {
-		return err
+	if d.snap, err2 = d.activate(ctx, snapKey); err2 != nil {
+		return err2
 	}
 
 	if err := d.write(ctx, d.origin, w.secondOff, w.second, 'B'); err != nil {
@@ -295,35 +296,79 @@ func (d *demo) createPool(ctx context.Context) error {
 	return nil
 }
 
-// transaction applies one thin-device change as transaction tid -> tid+1.
-func (d *demo) transaction(ctx context.Context, tid uint64, what string, fn func(*thin.Tx) error) error {
-	res, err := d.pool.Transaction(ctx, tid, fn)
+// openCatalog opens the catalog of the demo's volumes, in a directory of
+// its own beside the files.
+func (d *demo) openCatalog(ctx context.Context) error {
+	dir := filepath.Join(d.dir, d.cfg.name+"catalog")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	d.catDir = dir
+	d.push("remove catalog "+dir, func(context.Context) error {
+		if d.cat != nil {
+			if err := d.cat.Close(); err != nil {
+				return err
+			}
+			d.cat = nil
+		}
+		return os.RemoveAll(dir)
+	})
+	opts := []catalog.Option{catalog.WithDevicePrefix(d.cfg.name + "thin-")}
+	if d.cfg.deferred {
+		opts = append(opts, catalog.WithDeferredDeletion())
+	}
+	cat, err := catalog.Open(ctx, d.pool, dir, opts...)
 	if err != nil {
 		return err
 	}
-	d.say("%s in transaction %d -> %d", what, res.From, res.To)
+	d.cat = cat
+	d.say("opened the volume catalog in %s", dir)
 	return nil
 }
 
-// activate makes thin device id available as <name prefix><suffix>.
-func (d *demo) activate(ctx context.Context, suffix string, id thin.DeviceID) (*thin.Volume, error) {
-	name := d.cfg.name + suffix
-	var flags []dm.Flag
-	if d.cfg.deferred {
-		flags = append(flags, dm.Deferred)
+// createVolume creates the volume key, a snapshot of parent if parent is
+// not empty.
+func (d *demo) createVolume(ctx context.Context, key, parent string) error {
+	tid := d.cat.TransactionID()
+	var v catalog.Volume
+	var err error
+	if parent == "" {
+		v, err = d.cat.Create(ctx, key, dm.Sectors(d.cfg.volSize/dm.SectorSize))
+	} else {
+		v, err = d.cat.Snapshot(ctx, key, parent)
 	}
-	if err := d.claim(ctx, name, flags...); err != nil {
+	if err != nil {
+		return err
+	}
+	d.push(fmt.Sprintf("delete volume %s (thin id %d)", key, v.ID), func(ctx context.Context) error {
+		return d.cat.Delete(ctx, key)
+	})
+	if parent == "" {
+		d.say("created volume %s: create_thin %d in transaction %d -> %d", key, v.ID, tid, d.cat.TransactionID())
+	} else {
+		d.say("created volume %s: create_snap %d %d in transaction %d -> %d", key, v.ID, v.ParentID, tid, d.cat.TransactionID())
+	}
+	return nil
+}
+
+// activate makes volume key available as <name prefix><key>, a name no
+// other device may have.
+func (d *demo) activate(ctx context.Context, key string) (*thin.Volume, error) {
+	name := d.cfg.name + key
+	if _, err := d.ctl.Info(ctx, dm.Name(name)); err == nil {
+		return nil, fmt.Errorf("a device named %s exists already, and it is not ours: pick another -name", name)
+	} else if !errors.Is(err, dm.ErrNotFound) {
 		return nil, err
 	}
-	v, err := d.pool.Activate(ctx, name, id, dm.Sectors(d.cfg.volSize/dm.SectorSize))
-	if err != nil {
-		if errors.Is(err, dm.ErrExists) {
-			d.pop()
-		}
+	if _, err := d.cat.Activate(ctx, key, catalog.WithDeviceName(name)); err != nil {
 		return nil, err
 	}
 	d.names = append(d.names, name)
-	d.say("activated thin id %d as %s (%s), %s", id, volPath(v), v.Dev(), size.Human(v.Size().Bytes()))
+	v, err := d.pool.Volume(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	d.say("activated thin id %d as %s (%s), %s", v.ID(), volPath(v), v.Dev(), size.Human(v.Size().Bytes()))
 	return v, nil
 }
 
@@ -443,10 +488,13 @@ func (d *demo) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// close releases the descriptors the demo holds: the loop devices (with
-// autoclear they stay attached while a pool uses them), the loop control
-// and the dm control.
+// close releases what the demo holds: the catalog's lock (if -keep left
+// it open), the loop devices (with autoclear they stay attached while a
+// pool uses them), the loop control and the dm control.
 func (d *demo) close() {
+	if d.cat != nil { // kept (-keep): release its lock
+		d.cat.Close()
+	}
 	for _, l := range []*loop.Device{d.data, d.meta} {
 		if l != nil {
 			l.Close()
@@ -467,6 +515,7 @@ func (d *demo) printKept() {
 		fmt.Fprintf(d.out, "  dmsetup remove %s\n", d.names[i])
 	}
 	fmt.Fprintf(d.out, "  (%s and %s detach themselves once the pool is removed: autoclear)\n", d.data.Path(), d.meta.Path())
+	fmt.Fprintf(d.out, "  rm -r %s (the volume catalog)\n", d.catDir)
 	if d.cfg.dir == "" {
 		fmt.Fprintf(d.out, "  rm -r %s\n", d.dir)
 	} else {

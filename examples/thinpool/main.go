@@ -6,19 +6,22 @@
 //  2. a loop device over each (autoclear, so that the kernel detaches them
 //     once nothing uses them, even if this program is killed);
 //  3. a thin pool over the two loop devices, with fresh metadata;
-//  4. a thin volume (thin id 1, created in transaction 0 -> 1), activated;
-//  5. data written to it;
-//  6. a snapshot of it (thin id 2, transaction 1 -> 2; the origin is
-//     suspended around create_snap), activated;
+//  4. a volume catalog (package thin/catalog) in a directory beside the
+//     files, which keeps the demo's volumes under keys and picks their thin
+//     ids;
+//  5. a thin volume "vol" (thin id 1, created in transaction 0 -> 1),
+//     activated, and data written to it;
+//  6. a snapshot of it, "snap" (thin id 2, transaction 1 -> 2; the origin
+//     is suspended around create_snap), activated;
 //  7. more data written to the origin, overwriting half of the first
 //     write; the snapshot is checked to still hold the old data;
 //  8. a status report in the spirit of the devicemapper section of
-//     `docker info` (pool name and block size, data and metadata space
-//     used, total and available, udev sync, deferred removal, loop files,
-//     versions), plus the pool's transaction id and mode and each volume's
-//     mapped size;
-//  9. teardown: volumes, pool, loop devices, files and the directory it
-//     made, in that order.
+//     `docker info` (pool name and block size, base device size, data and
+//     metadata space used, total and available, minimum free space, udev
+//     sync, deferred removal and deletion, loop files, versions), plus the
+//     pool's transaction id and mode and each volume's mapped size;
+//  9. teardown: volumes (deleted through the catalog), catalog, pool, loop
+//     devices, files and the directory it made, in that order.
 //
 // Teardown also runs on an error and on Ctrl-C (SIGINT or SIGTERM): the
 // program removes everything it made and nothing else (a device that
@@ -82,7 +85,7 @@ type config struct {
 	blockSize uint64 // bytes
 	volSize   uint64 // bytes
 	name      string // prefix of every device and file name
-	deferred  bool   // remove volumes with deferred removal
+	deferred  bool   // deferred removal and deletion of busy volumes
 	keep      bool   // leave everything in place after a successful run
 	verbose   bool
 }

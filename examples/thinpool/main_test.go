@@ -171,15 +171,19 @@ func TestIntegrationDemo(t *testing.T) {
 	}
 	f, vols := parseReport(t, out.String())
 	want := map[string]string{
-		"Pool Name":                prefix + "pool",
-		"Pool Blocksize":           "65.54 kB",
-		"Pool Mode":                "rw",
-		"Transaction Id":           "2",
-		"No Space Policy":          "error_if_no_space",
-		"Data Space Total":         "1.074 GB",
-		"Metadata Space Total":     "33.55 MB",
-		"Deferred Removal Enabled": "false (supported by the kernel: true)",
-		"Thin Pool Target Version": thinPoolVersion(t),
+		"Pool Name":                     prefix + "pool",
+		"Pool Blocksize":                "65.54 kB",
+		"Pool Mode":                     "rw",
+		"Transaction Id":                "2",
+		"No Space Policy":               "error_if_no_space",
+		"Data Space Total":              "1.074 GB",
+		"Metadata Space Total":          "33.55 MB",
+		"Deferred Removal Enabled":      "false (supported by the kernel: true)",
+		"Thin Pool Target Version":      thinPoolVersion(t),
+		"Base Device Size":              "268.4 MB",
+		"Thin Pool Minimum Free Space":  "107.4 MB (10%)",
+		"Deferred Deletion Enabled":     "false",
+		"Deferred Deleted Device Count": "0",
 	}
 	for k, v := range want {
 		if f[k] != v {
@@ -214,15 +218,16 @@ func TestIntegrationDemo(t *testing.T) {
 		t.Errorf("Driver Version: %q", f["Driver Version"])
 	}
 	wantVols := map[string]string{
-		prefix + "vol":  "thin id 1, thin volume, size 268.4 MB, mapped 25.17 MB",
-		prefix + "snap": "thin id 2, snapshot of thin id 1, size 268.4 MB, mapped 16.78 MB",
+		prefix + "vol":  "thin id 1, thin volume, size 268.4 MB, mapped 25.17 MB (catalog key vol)",
+		prefix + "snap": "thin id 2, snapshot of thin id 1, size 268.4 MB, mapped 16.78 MB (catalog key snap)",
 	}
 	for k, v := range wantVols {
 		if vols[k] != v {
 			t.Errorf("volume %s: %q, want %q", k, vols[k], v)
 		}
 	}
-	for _, s := range []string{"checked: where the writes overlap", "teardown: remove device " + prefix + "snap", "teardown: remove device " + prefix + "pool", "teardown: remove directory " + tmp} {
+	for _, s := range []string{"checked: where the writes overlap", "teardown: delete volume snap (thin id 2)", "teardown: delete volume vol (thin id 1)",
+		"teardown: remove catalog " + tmp + "/", "teardown: remove device " + prefix + "pool", "teardown: remove directory " + tmp} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("stdout lacks %q", s)
 		}
@@ -242,9 +247,10 @@ func TestIntegrationDemoCancel(t *testing.T) {
 		{"after files", "created sparse file", "teardown: remove file"},
 		{"after loops", "attached /dev/loop", "teardown: detach /dev/loop"},
 		{"after pool", "created thin pool", "teardown: remove device %spool"},
-		{"after volume", "activated thin id 1", "teardown: remove device %svol"},
-		{"after snapshot", "activated thin id 2", "teardown: remove device %ssnap"},
-		{"after create_snap", "create_snap 2 1", "teardown: remove device %svol"},
+		{"after catalog", "opened the volume catalog", "teardown: remove catalog"},
+		{"after volume", "activated thin id 1", "teardown: delete volume vol (thin id 1)"},
+		{"after snapshot", "activated thin id 2", "teardown: delete volume snap (thin id 2)"},
+		{"after create_snap", "create_snap 2 1", "teardown: delete volume snap (thin id 2)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			prefix := testenv.Prefix(t)
@@ -318,7 +324,8 @@ func TestIntegrationDemoKeep(t *testing.T) {
 	if strings.Contains(out.String(), "teardown:") {
 		t.Errorf("-keep tore down")
 	}
-	if !strings.Contains(out.String(), "rm "+dir+"/"+prefix+"data.img "+dir+"/"+prefix+"metadata.img") {
+	if !strings.Contains(out.String(), "rm "+dir+"/"+prefix+"data.img "+dir+"/"+prefix+"metadata.img") ||
+		!strings.Contains(out.String(), "rm -r "+dir+"/"+prefix+"catalog") {
 		t.Errorf("stdout does not say how to remove the files")
 	}
 	for _, n := range names {
@@ -403,7 +410,7 @@ func TestIntegrationDemoSIGINT(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
 		t.Errorf("exit: %v, want status %d", err, exitInterrupted)
 	}
-	for _, s := range []string{"teardown: remove device " + prefix + "vol", "teardown: remove device " + prefix + "pool", "teardown: detach /dev/loop"} {
+	for _, s := range []string{"teardown: delete volume vol (thin id 1)", "teardown: remove device " + prefix + "pool", "teardown: detach /dev/loop"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("stdout lacks %q", s)
 		}
@@ -429,7 +436,10 @@ func TestIntegrationDemoDeferred(t *testing.T) {
 	if f["Deferred Removal Enabled"] != "true (supported by the kernel: true)" || f["Pool Blocksize"] != "131.1 kB" {
 		t.Errorf("Deferred Removal Enabled: %q, Pool Blocksize: %q", f["Deferred Removal Enabled"], f["Pool Blocksize"])
 	}
-	if vols[prefix+"vol"] != "thin id 1, thin volume, size 8.389 MB, mapped 6.291 MB" {
+	if f["Deferred Deletion Enabled"] != "true" || f["Deferred Deleted Device Count"] != "0" {
+		t.Errorf("Deferred Deletion Enabled: %q, Deferred Deleted Device Count: %q", f["Deferred Deletion Enabled"], f["Deferred Deleted Device Count"])
+	}
+	if vols[prefix+"vol"] != "thin id 1, thin volume, size 8.389 MB, mapped 6.291 MB (catalog key vol)" {
 		t.Errorf("volume: %q", vols[prefix+"vol"])
 	}
 	checkNothingLeft(t, prefix)

@@ -35,6 +35,11 @@ type report struct {
 	UdevReason               string
 	DeferredRemoval          bool
 	DeferredRemovalSupported bool
+	DeferredDeletion         bool
+	DeferredDeleted          int    // deletions waiting for their device to close
+	BaseDeviceSize           uint64 // bytes: the size of a new volume
+	MinFreeSpace             uint64 // bytes: below this much free data space, no new volume
+	MinFreePercent           int
 	Library                  string
 	Interface                dm.Version
 	PoolTarget               dm.Version
@@ -42,7 +47,8 @@ type report struct {
 }
 
 type volumeReport struct {
-	Name   string
+	Name   string // the dm device
+	Key    string // in the catalog
 	ID     thin.DeviceID
 	Origin thin.DeviceID // 0: not a snapshot
 	Size   uint64        // bytes
@@ -86,10 +92,15 @@ func (d *demo) report(ctx context.Context) (report, error) {
 		UdevReason:               why,
 		DeferredRemoval:          d.cfg.deferred,
 		DeferredRemovalSupported: d.ctl.Version().AtLeast(deferredRemoveSince),
+		DeferredDeletion:         d.cat.Config().DeferredDeletion,
+		DeferredDeleted:          len(d.cat.Deferred()),
+		BaseDeviceSize:           d.cfg.volSize,
+		MinFreePercent:           d.cat.Config().MinFreeSpace,
 		Library:                  libraryVersion(),
 		Interface:                d.ctl.Version(),
 		PoolTarget:               target,
 	}
+	r.MinFreeSpace = st.DataTotalBytes(d.pool.BlockSize()) * uint64(r.MinFreePercent) / 100
 	// As docker did: space in a pool on sparse files is only available
 	// if the file system holding them has it.
 	r.DataAvail = st.DataAvailableBytes(d.pool.BlockSize())
@@ -101,9 +112,13 @@ func (d *demo) report(ctx context.Context) (report, error) {
 		r.MetaAvail = min(r.MetaAvail, free)
 	}
 	for _, v := range []struct {
-		vol    *thin.Volume
-		origin thin.DeviceID
-	}{{d.origin, 0}, {d.snap, originID}} {
+		vol *thin.Volume
+		key string
+	}{{d.origin, originKey}, {d.snap, snapKey}} {
+		cv, err := d.cat.Get(v.key)
+		if err != nil {
+			return report{}, err
+		}
 		vs, err := v.vol.Status(ctx)
 		if err != nil {
 			return report{}, err
@@ -112,7 +127,8 @@ func (d *demo) report(ctx context.Context) (report, error) {
 		r.Volumes = append(r.Volumes, volumeReport{
 			Name:   v.vol.Name(),
 			ID:     v.vol.ID(),
-			Origin: v.origin,
+			Key:    v.key,
+			Origin: cv.ParentID,
 			Size:   v.vol.Size().Bytes(),
 			Mapped: vs.MappedSectors.Bytes(),
 		})
@@ -203,6 +219,7 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintln(w, "Storage Driver: devicemapper (thinp)")
 	line("Pool Name", "%s", r.PoolName)
 	line("Pool Blocksize", "%s", size.Human(r.BlockSize))
+	line("Base Device Size", "%s", size.Human(r.BaseDeviceSize))
 	line("Pool Mode", "%s", r.Mode)
 	line("Transaction Id", "%d", r.TransactionID)
 	line("Low Water Mark", "%d blocks (%s)", r.LowWaterMark, size.Human(uint64(r.LowWaterMark)*r.BlockSize))
@@ -222,7 +239,10 @@ func (r report) print(w io.Writer) {
 	} else {
 		line("Udev Sync Supported", "false (%s)", r.UdevReason)
 	}
+	line("Thin Pool Minimum Free Space", "%s (%d%%)", size.Human(r.MinFreeSpace), r.MinFreePercent)
 	line("Deferred Removal Enabled", "%t (supported by the kernel: %t)", r.DeferredRemoval, r.DeferredRemovalSupported)
+	line("Deferred Deletion Enabled", "%t", r.DeferredDeletion)
+	line("Deferred Deleted Device Count", "%d", r.DeferredDeleted)
 	line("Library Version", "%s", r.Library)
 	line("Driver Version", "%s (device-mapper ioctl interface)", r.Interface)
 	line("Thin Pool Target Version", "%s", r.PoolTarget)
@@ -232,6 +252,6 @@ func (r report) print(w io.Writer) {
 		if v.Origin != 0 {
 			kind = fmt.Sprintf("snapshot of thin id %d", v.Origin)
 		}
-		fmt.Fprintf(w, "  %s: thin id %d, %s, size %s, mapped %s\n", v.Name, v.ID, kind, size.Human(v.Size), size.Human(v.Mapped))
+		fmt.Fprintf(w, "  %s: thin id %d, %s, size %s, mapped %s (catalog key %s)\n", v.Name, v.ID, kind, size.Human(v.Size), size.Human(v.Mapped), v.Key)
 	}
 }

@@ -380,6 +380,14 @@ func (c *Catalog) Close() error {
 	return err
 }
 
+// TransactionID is the pool transaction id the catalog has recorded: the
+// pool's, unless someone else changed it (see Check).
+func (c *Catalog) TransactionID() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tid
+}
+
 // Pool is the catalog's pool.
 func (c *Catalog) Pool() *thin.Pool { return c.pool }
 

@@ -367,11 +367,32 @@ func (c *Catalog) deviceName(id thin.DeviceID) string {
 	return c.cfg.prefix + strconv.FormatUint(uint64(id), 10)
 }
 
+// ActivateOption configures Activate.
+type ActivateOption func(*activateConfig)
+
+type activateConfig struct {
+	name     string
+	readOnly bool
+}
+
+// WithDeviceName names the volume's dm device, instead of the catalog's
+// prefix and the thin id.
+func WithDeviceName(name string) ActivateOption { return func(c *activateConfig) { c.name = name } }
+
+// ReadOnly activates the volume read-only (a view).
+func ReadOnly() ActivateOption { return func(c *activateConfig) { c.readOnly = true } }
+
 // Activate makes the volume available as a dm device and returns the
 // device's node, /dev/dm-<minor>. An active volume's node is returned as
-// is. opts are package thin's (thin.ReadOnlyVolume for a view).
-func (c *Catalog) Activate(ctx context.Context, key string, opts ...thin.ActivateOption) (string, error) {
+// is. The device is named by the catalog's prefix and the thin id
+// ("pool-12") unless WithDeviceName; a name another device has fails with
+// dm.ErrExists and leaves that device alone.
+func (c *Catalog) Activate(ctx context.Context, key string, opts ...ActivateOption) (string, error) {
 	fail := func(err error) (string, error) { return "", &Error{Op: "activate", Key: key, Err: err} }
+	var ac activateConfig
+	for _, o := range opts {
+		o(&ac)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.usable(ctx); err != nil {
@@ -391,11 +412,21 @@ func (c *Catalog) Activate(ctx context.Context, key string, opts ...thin.Activat
 	if v.Size == 0 {
 		return fail(fmt.Errorf("%w: the volume's size is unknown (adopted without a device); Resize it first", ErrInvalid))
 	}
-	name := c.deviceName(v.ID)
+	name := ac.name
+	if name == "" {
+		name = c.deviceName(v.ID)
+	}
+	if err := dm.ValidateName(name); err != nil {
+		return fail(fmt.Errorf("%w: device name: %w", ErrInvalid, err))
+	}
+	var topts []thin.ActivateOption
+	if ac.readOnly {
+		topts = append(topts, thin.ReadOnlyVolume())
+	}
 	if err := c.begin(&op{Type: opActivate, Key: key, ID: v.ID, Device: name}); err != nil {
 		return fail(err)
 	}
-	vol, err := c.pool.Activate(ctx, name, v.ID, v.Size, opts...)
+	vol, err := c.pool.Activate(ctx, name, v.ID, v.Size, topts...)
 	if err != nil {
 		// A failed Activate leaves no device; a name someone else holds
 		// (EEXIST) is theirs.
