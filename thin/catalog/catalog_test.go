@@ -688,3 +688,85 @@ func TestConcurrent(t *testing.T) {
 	}
 	w.check(c)
 }
+
+func TestActivateOptions(t *testing.T) {
+	w := newWorld(t)
+	c := w.open()
+	defer c.Close()
+	ctx := w.ctx
+	created(w, c, false, "a", "b")
+	// A name another device has: refused, that device left alone.
+	if _, err := w.ctl.Create(ctx, "taken", dm.Table{{Start: 0, Length: 8, Type: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Activate(ctx, "a", catalog.WithDeviceName("taken")); !errors.Is(err, dm.ErrExists) {
+		t.Fatalf("activate onto a taken name: %v", err)
+	}
+	if _, ok := w.k.Device("taken"); !ok {
+		t.Fatal("the other device was removed")
+	}
+	must(t, w.ctl.Remove(ctx, dm.Name("taken")))
+	if _, err := c.Activate(ctx, "a", catalog.WithDeviceName("bad/name")); !errors.Is(err, catalog.ErrInvalid) {
+		t.Fatalf("bad name: %v", err)
+	}
+	_, err := c.Activate(ctx, "a", catalog.WithDeviceName("mine"), catalog.ReadOnly())
+	must(t, err)
+	if v, _ := c.Get("a"); v.Device != "mine" {
+		t.Fatalf("device %q", v.Device)
+	}
+	info, err := w.ctl.Info(ctx, dm.Name("mine"))
+	must(t, err)
+	if !info.ReadOnly {
+		t.Error("ReadOnly activation is writable")
+	}
+	if err := c.Resize(ctx, "a", 4096); !errors.Is(err, catalog.ErrInvalid) {
+		t.Errorf("resize of an active volume: %v", err)
+	}
+	w.check(c)
+}
+
+// Changes to the kernel's devices behind the catalog's back are reported
+// by Check and put right by Repair.
+func TestRepairDevices(t *testing.T) {
+	w := newWorld(t)
+	c := w.open()
+	defer c.Close()
+	ctx := w.ctx
+	created(w, c, true, "gone", "suspended")
+	created(w, c, false, "stray")
+	gone, _ := c.Get("gone")
+	must(t, w.ctl.Remove(ctx, dm.Name(gone.Device)))
+	susp, _ := c.Get("suspended")
+	must(t, w.ctl.Suspend(ctx, dm.Name(susp.Device)))
+	stray, _ := c.Get("stray")
+	_, err := w.pool.Activate(ctx, "other-tool", stray.ID, 2048)
+	must(t, err)
+	r, err := c.Check(ctx)
+	must(t, err)
+	if diff := cmp.Diff([]string{"gone"}, r.Gone); diff != "" {
+		t.Error(diff)
+	}
+	if diff := cmp.Diff([]string{susp.Device}, r.Suspended); diff != "" {
+		t.Error(diff)
+	}
+	if diff := cmp.Diff([]string{"other-tool"}, r.Unknown); diff != "" {
+		t.Error(diff)
+	}
+	_, err = c.Repair(ctx, catalog.RepairOptions{})
+	must(t, err)
+	w.check(c)
+	if v, _ := c.Get("stray"); v.State != catalog.Active || v.Device != "other-tool" {
+		t.Errorf("stray: %+v", v)
+	}
+	if v, _ := c.Get("gone"); v.State != catalog.Inactive {
+		t.Errorf("gone: %+v", v)
+	}
+	// And Open records a device that went while the catalog was closed.
+	must(t, c.Close())
+	must(t, w.ctl.Remove(ctx, dm.Name("other-tool")))
+	c = w.open()
+	if v, _ := c.Get("stray"); v.State != catalog.Inactive {
+		t.Errorf("stray after its device went: %+v", v)
+	}
+	w.check(c)
+}
