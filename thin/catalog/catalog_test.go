@@ -770,3 +770,59 @@ func TestRepairDevices(t *testing.T) {
 	}
 	w.check(c)
 }
+
+// An interrupted operation that Open cannot settle (the pool moved on
+// meanwhile) stays open until Repair, and nothing else is journalled
+// around it: the files stay readable.
+func TestUnsettledOperationThenRepair(t *testing.T) {
+	w := newWorld(t)
+	c := w.open()
+	created(w, c, true, "a")
+	crashed := false
+	w.k.SetBeforeIoctl(func(cmd ioctl.Cmd, _ *ioctl.Header) error {
+		if crashed {
+			return unix.EIO
+		}
+		if cmd == ioctl.CmdTargetMsg {
+			crashed = true
+			panic(crash{})
+		}
+		return nil
+	})
+	func() {
+		defer func() { recover() }()
+		c.Snapshot(w.ctx, "s", "a")
+	}()
+	w.k.SetBeforeIoctl(nil)
+	catalog.Abandon(c)
+	if !crashed {
+		t.Fatal("no crash")
+	}
+	// Behind the catalog's back: the transaction id moves, a's device goes.
+	tid, err := w.pool.TransactionID(w.ctx)
+	must(t, err)
+	must(t, w.pool.SetTransactionID(w.ctx, tid, tid+5))
+	a, _ := c.Get("a")
+	must(t, w.ctl.Remove(w.ctx, dm.Name(a.Device)))
+	c = w.open()
+	if !catalog.Pending(c) {
+		t.Fatal("the snapshot was settled against a moved pool")
+	}
+	if _, err := c.Create(w.ctx, "b", 2048); !errors.Is(err, catalog.ErrDrift) {
+		t.Fatalf("create with an unsettled operation: %v", err)
+	}
+	must(t, c.Close())
+	c = w.open() // the journal is still well formed
+	r, err := c.Repair(w.ctx, catalog.RepairOptions{})
+	must(t, err)
+	if r.Interrupted == "" || len(r.Gone) != 1 {
+		t.Errorf("repair found %+v", r)
+	}
+	w.check(c)
+	must(t, c.Close())
+	c = w.open()
+	w.check(c)
+	_, err = c.Create(w.ctx, "b", 2048)
+	must(t, err)
+	must(t, c.Close())
+}

@@ -178,6 +178,10 @@ func (c *Catalog) note(o *op) error {
 	if c.failed != nil {
 		return c.failed
 	}
+	if c.pending != nil {
+		// The journal holds one open operation at a time.
+		return fmt.Errorf("%w: operation %d (%s) is not settled", ErrDrift, c.pending.Seq, c.pending.Op.Type)
+	}
 	rs := []record{{Seq: c.seq + 1, Kind: "op", Op: o}, {Seq: c.seq + 1, Kind: "done"}}
 	if err := c.j.append(true, rs...); err != nil {
 		c.failed = fmt.Errorf("catalog journal unusable, reopen the catalog: %w", err)

@@ -135,6 +135,9 @@ func (c *Catalog) recover(ctx context.Context) error {
 			return err
 		}
 	}
+	if c.pending != nil {
+		return nil // drift: Repair decides the rest
+	}
 	if c.drift == nil {
 		tid, err := c.pool.TransactionID(ctx)
 		if err != nil {
@@ -377,7 +380,7 @@ func (c *Catalog) Repair(ctx context.Context, ro RepairOptions) (*Report, error)
 		default:
 			act("settle interrupted %s of %q from the kernel's state", o.Type, o.Key)
 			if !dry {
-				if err := c.settle(ctx); err != nil && !errors.Is(err, ErrDrift) {
+				if err := c.settle(ctx); err != nil {
 					return fail(r, err)
 				}
 			}
