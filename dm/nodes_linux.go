@@ -44,6 +44,33 @@ func (c *Control) nodeRename(oldName, newName string, dev Dev) error {
 	return udev.MakeNode(c.mapperDir(), newName, dev, 0o600)
 }
 
+// SyncNode makes /dev/mapper/<name> match the kernel for one device, when
+// this Control manages nodes (no udev daemon answers): the node is made if
+// the device exists and removed if it does not. A process killed between
+// an ioctl and its node change leaves a node missing or stale; recovery
+// code that knows the name calls this, at the cost of one DM_DEV_STATUS,
+// instead of MakeNodes, which lists every device. Where udev manages the
+// nodes it does nothing.
+func (c *Control) SyncNode(ctx context.Context, name string) error {
+	if !c.managesNodes() {
+		return nil
+	}
+	info, err := c.Info(ctx, Name(name))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if err := c.nodeRemove(name); err != nil {
+			return newError("sync node", Name(name), err)
+		}
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := c.nodeAdd(name, info.Dev); err != nil {
+		return newError("sync node", Name(name), err)
+	}
+	return nil
+}
+
 // MakeNodes makes /dev/mapper match the kernel, like `dmsetup mknodes`:
 // a node for every device, none for devices that are gone, and the control
 // node. It works whatever the udev policy.

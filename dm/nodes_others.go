@@ -23,5 +23,10 @@ func (c *Control) isDM(dev Dev) bool                 { return false }
 func (c *Control) mounts(dev Dev) []Mount            { return nil }
 func (c *Control) claimed(dev Dev) bool              { return false }
 
+// SyncNode makes one /dev/mapper node match the kernel; Linux only.
+func (c *Control) SyncNode(ctx context.Context, name string) error {
+	return newError("sync node", Name(name), errNoDM)
+}
+
 // DevNode finds a device node for dev; Linux only.
 func (c *Control) DevNode(dev Dev) (string, error) { return "", errNoDM }

@@ -519,16 +519,18 @@ func TestIntegrationCrashPowerCut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		vols, err := tp.Volumes(ctx)
+		// Every device on the pool, also one the child created and was
+		// killed before it resumed (an inactive table holds the pool too).
+		devs, err := ctl.List(ctx, dm.WithNamePrefix(tp.Name()+"-"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range vols {
-			if info, err := v.Info(ctx); err == nil && info.Suspended {
-				ctl.Resume(ctx, dm.Name(v.Name()))
+		for _, d := range devs {
+			if info, err := ctl.Info(ctx, dm.Name(d.Name)); err == nil && info.Suspended {
+				ctl.Resume(ctx, dm.Name(d.Name))
 			}
-			if err := v.Deactivate(ctx); err != nil {
-				t.Fatalf("deactivate %s: %+v", v.Name(), err)
+			if err := ctl.Remove(ctx, dm.Name(d.Name)); err != nil {
+				t.Fatalf("deactivate %s: %+v", d.Name, err)
 			}
 		}
 		if err := tp.Remove(ctx); err != nil {

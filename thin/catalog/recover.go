@@ -32,6 +32,11 @@ func batchOf(o *op) func(*thin.Tx) error {
 // becomes drift, and the operation stays pending for Repair.
 func (c *Catalog) settle(ctx context.Context) error {
 	o := c.pending.Op
+	if o.Device != "" {
+		// Killed between an ioctl and its /dev/mapper node change, the
+		// process left the node missing or stale (when no udev runs).
+		defer c.ctl.SyncNode(ctx, o.Device)
+	}
 	switch o.Type {
 	case opCreate, opSnapshot, opDelete, opPurge:
 		tid, err := c.pool.TransactionID(ctx)
@@ -158,6 +163,7 @@ func (c *Catalog) recover(ctx context.Context) error {
 			if err := c.note(&op{Type: opDeactivate, Key: k, ID: v.ID, Device: v.Device}); err != nil {
 				return err
 			}
+			c.ctl.SyncNode(ctx, v.Device)
 		case err != nil:
 			return err
 		case info.Suspended:
