@@ -45,7 +45,11 @@
 // Each operation therefore ends exactly as before it or as after it. Then
 // Open resumes the catalog's devices a crash left suspended (a snapshot of
 // an active origin suspends it), records devices that are gone as inactive,
-// and retries deferred deletions. The catalog's own files are replaced only
+// and retries deferred deletions. Where no udev daemon manages /dev/mapper,
+// the node of the interrupted operation's device is made or removed to
+// match the kernel (dm.Control.SyncNode). A udev cookie the dead process
+// was waiting on stays behind, as with libdevmapper; udev.CompleteAll
+// removes stale ones, as `dmsetup udevcomplete_all` does. The catalog's own files are replaced only
 // by writing a new file, syncing it, renaming it over the old one and
 // syncing the directory; a journal record torn by a crash (each carries a
 // CRC-32C) is the last one and is dropped. The journal is folded into the
