@@ -154,6 +154,8 @@ type Catalog struct {
 
 	// ids reads the thin devices in the pool (Pool.Usage); tests replace it.
 	ids func(context.Context) ([]thin.ThinUsage, error)
+	// beforeEnd runs before an outcome is journalled; tests crash there.
+	beforeEnd func()
 
 	mu       sync.Mutex
 	j        journal

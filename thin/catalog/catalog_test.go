@@ -566,6 +566,38 @@ func TestCrashAtEveryStep(t *testing.T) {
 			w.check(c)
 			c.Close()
 		}
+		// And after the kernel's last step, before the outcome is written.
+		w := newWorld(t, catalog.WithDeferredDeletion())
+		c := w.open()
+		s.setup(w, c)
+		before := c.List()
+		crashed := false
+		catalog.SetBeforeEnd(c, func() {
+			if !crashed {
+				crashed = true
+				panic(crash{})
+			}
+		})
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					if _, ok := r.(crash); !ok {
+						panic(r)
+					}
+				}
+			}()
+			_ = s.run(w, c)
+		}()
+		catalog.Abandon(c)
+		if crashed {
+			interrupted++
+			c = w.open()
+			if got := c.List(); !cmp.Equal(got, want) && !cmp.Equal(got, before) {
+				t.Errorf("%s, crash before the outcome: %s", s.name, cmp.Diff(want, got))
+			}
+			w.check(c)
+			c.Close()
+		}
 		if interrupted == 0 {
 			t.Errorf("%s: no crash point", s.name)
 		}

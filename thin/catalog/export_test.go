@@ -32,3 +32,6 @@ func Pending(c *Catalog) bool { return c.pending != nil }
 
 // CompactEvery is the journal's compaction threshold.
 const CompactEvery = compactEvery
+
+// SetBeforeEnd installs a function run before each outcome record.
+func SetBeforeEnd(c *Catalog, f func()) { c.beforeEnd = f }

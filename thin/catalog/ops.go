@@ -153,6 +153,9 @@ func (c *Catalog) begin(o *op) error {
 // makes it durable, and until then a crash is settled from the kernel's
 // state as if end had not been written.
 func (c *Catalog) end(done bool) error {
+	if c.beforeEnd != nil {
+		c.beforeEnd()
+	}
 	kind := "undo"
 	if done {
 		kind = "done"
