@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strings"
 )
 
@@ -85,8 +88,13 @@ func (b *Builder) env() []string {
 }
 
 func (b *Builder) goCmd(ctx context.Context, args ...string) error {
+	return b.goCmdIn(ctx, b.ModuleRoot, args...)
+}
+
+// goCmdIn runs go in dir: the main module's root or a nested module's.
+func (b *Builder) goCmdIn(ctx context.Context, dir string, args ...string) error {
 	cmd := exec.CommandContext(ctx, b.Go, args...)
-	cmd.Dir = b.ModuleRoot
+	cmd.Dir = dir
 	cmd.Env = b.env()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -96,14 +104,18 @@ func (b *Builder) goCmd(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// Package is a package of the module, as go list reports it.
+// Package is a package of the module, or of a module nested in its tree
+// (see ListPackages), as go list reports it.
 type Package struct {
 	ImportPath string
 	Name       string
 	// Dir is the package's source directory on the host.
 	Dir string
-	// RelDir is Dir relative to the module root, in slash form.
+	// RelDir is Dir relative to the (main) module root, in slash form.
 	RelDir string
+	// ModuleRoot is the root of the module the package belongs to, where
+	// go builds it: the Builder's ModuleRoot, or a nested module's.
+	ModuleRoot string
 	// TestFiles are its _test.go files (internal and external).
 	TestFiles []string
 	// Integration reports whether a test file declares a TestIntegration
@@ -113,18 +125,134 @@ type Package struct {
 
 // ListPackages lists the packages matching patterns (for linux/amd64, so
 // build constraints apply as in the guest).
+//
+// Modules nested in the main module's tree (a directory with its own go.mod,
+// such as examples/snapshotter, which keeps containerd's dependencies out of
+// the main go.mod) are part of the tree here, although go's ./... leaves
+// them out: a relative pattern that points into one (./examples/snapshotter/...)
+// is listed by go in that module, and a relative pattern ending in /...
+// (./... included) also lists every nested module below its directory.
+// Import-path patterns are the main module's.
 func (b *Builder) ListPackages(ctx context.Context, patterns ...string) ([]Package, error) {
+	byModule, order, err := b.splitPatterns(patterns)
+	if err != nil {
+		return nil, err
+	}
+	var pkgs []Package
+	for _, root := range order {
+		ps, err := b.listIn(ctx, root, byModule[root])
+		if err != nil {
+			return nil, err
+		}
+		pkgs = append(pkgs, ps...)
+	}
+	return pkgs, nil
+}
+
+// splitPatterns assigns each pattern to the module whose tree holds it,
+// rewritten relative to that module's root, and adds ./... of the nested
+// modules under each relative /... pattern. order lists the modules, the
+// main module first.
+func (b *Builder) splitPatterns(patterns []string) (byModule map[string][]string, order []string, err error) {
+	byModule = map[string][]string{}
+	add := func(root, pattern string) {
+		if _, ok := byModule[root]; !ok {
+			order = append(order, root)
+		}
+		for _, p := range byModule[root] {
+			if p == pattern {
+				return
+			}
+		}
+		byModule[root] = append(byModule[root], pattern)
+	}
+	for _, pat := range patterns {
+		if !isRelativePattern(pat) {
+			add(b.ModuleRoot, pat)
+			continue
+		}
+		dir, all := strings.CutSuffix(pat, "/...")
+		if pat == "..." {
+			dir, all = ".", true
+		}
+		abs := filepath.Join(b.ModuleRoot, filepath.FromSlash(dir))
+		root, err := FindModuleRoot(abs)
+		if err != nil {
+			return nil, nil, err
+		}
+		rel, err := filepath.Rel(root, abs)
+		if err != nil {
+			return nil, nil, err
+		}
+		p := "./" + filepath.ToSlash(rel)
+		if rel == "." {
+			p = "."
+		}
+		if all {
+			p += "/..."
+		}
+		add(root, p)
+		if !all {
+			continue
+		}
+		nested, err := nestedModules(abs, root)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, n := range nested {
+			add(n, "./...")
+		}
+	}
+	// The main module's packages first, as before nested modules existed.
+	sort.SliceStable(order, func(i, j int) bool { return order[i] == b.ModuleRoot && order[j] != b.ModuleRoot })
+	return byModule, order, nil
+}
+
+// isRelativePattern reports whether a go package pattern is a directory
+// path relative to the working directory (".", "./x", "../x").
+func isRelativePattern(p string) bool {
+	return p == "." || p == ".." || p == "..." || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../")
+}
+
+// nestedModules returns the roots of the modules nested below dir, which
+// lies in the module at root: directories under dir with a go.mod of their
+// own, skipping what go skips (testdata, vendor, names starting with . or _).
+func nestedModules(dir, root string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == dir && errors.Is(err, fs.ErrNotExist) {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if !d.IsDir() || p == dir || p == root {
+			return nil
+		}
+		if n := d.Name(); n == "testdata" || n == "vendor" || strings.HasPrefix(n, ".") || strings.HasPrefix(n, "_") {
+			return filepath.SkipDir
+		}
+		if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// listIn runs go list in the module at root.
+func (b *Builder) listIn(ctx context.Context, root string, patterns []string) ([]Package, error) {
 	args := append([]string{"list", "-e", "-f",
 		"{{.ImportPath}}\t{{.Name}}\t{{.Dir}}\t{{join .TestGoFiles \",\"}}\t{{join .XTestGoFiles \",\"}}\t{{if .Error}}{{.Error}}{{end}}"},
 		patterns...)
 	cmd := exec.CommandContext(ctx, b.Go, args...)
-	cmd.Dir = b.ModuleRoot
+	cmd.Dir = root
 	cmd.Env = b.env()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("go list: %v\n%s", err, stderr.String())
+		return nil, fmt.Errorf("go list (in %s): %v\n%s", root, err, stderr.String())
 	}
 	var pkgs []Package
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -136,7 +264,7 @@ func (b *Builder) ListPackages(ctx context.Context, patterns ...string) ([]Packa
 		if f[5] != "" {
 			return nil, fmt.Errorf("go list: %s: %s", f[0], f[5])
 		}
-		p := Package{ImportPath: f[0], Name: f[1], Dir: f[2]}
+		p := Package{ImportPath: f[0], Name: f[1], Dir: f[2], ModuleRoot: root}
 		rel, err := filepath.Rel(b.ModuleRoot, p.Dir)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			return nil, fmt.Errorf("package %s lies outside the module (%s)", p.ImportPath, p.Dir)
@@ -201,12 +329,24 @@ func (b *Builder) BuildTests(ctx context.Context, pkgs []Package, dir string) ([
 			names[testBinaryName(pkgs[i])] = true
 			now = append(now, i)
 		}
-		args := []string{"test", "-c", "-ldflags=-s -w", "-o", out + string(filepath.Separator)}
+		// One go test -c per module, run in the module's root.
+		var roots []string
+		byRoot := map[string][]string{}
 		for _, i := range now {
-			args = append(args, pkgs[i].ImportPath)
+			root := pkgs[i].ModuleRoot
+			if root == "" {
+				root = b.ModuleRoot
+			}
+			if _, ok := byRoot[root]; !ok {
+				roots = append(roots, root)
+			}
+			byRoot[root] = append(byRoot[root], pkgs[i].ImportPath)
 		}
-		if err := b.goCmd(ctx, args...); err != nil {
-			return nil, err
+		for _, root := range roots {
+			args := append([]string{"test", "-c", "-ldflags=-s -w", "-o", out + string(filepath.Separator)}, byRoot[root]...)
+			if err := b.goCmdIn(ctx, root, args...); err != nil {
+				return nil, err
+			}
 		}
 		for _, i := range now {
 			bins[i] = filepath.Join(out, testBinaryName(pkgs[i]))
@@ -229,7 +369,17 @@ func testBinaryName(p Package) string {
 	return p.Name + ".test"
 }
 
-// BuildProgram compiles the main package pkg into out.
+// BuildProgram compiles the main package pkg of the main module into out.
 func (b *Builder) BuildProgram(ctx context.Context, pkg, out string) error {
 	return b.goCmd(ctx, "build", "-ldflags=-s -w", "-o", out, pkg)
+}
+
+// BuildPackage compiles the main package p, of the main module or a nested
+// one, into out.
+func (b *Builder) BuildPackage(ctx context.Context, p Package, out string) error {
+	root := p.ModuleRoot
+	if root == "" {
+		root = b.ModuleRoot
+	}
+	return b.goCmdIn(ctx, root, "build", "-ldflags=-s -w", "-o", out, p.ImportPath)
 }

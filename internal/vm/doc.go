@@ -6,13 +6,15 @@
 //
 //  1. FindHost finds qemu-system-x86_64, a kernel and its module tree
 //     (FindKernel), and the programs the guest gets: dmsetup,
-//     thin-provisioning-tools, systemd-udevd and udevadm, with lvm2's and
+//     thin-provisioning-tools, mkfs.ext4, systemd-udevd and udevadm, with lvm2's and
 //     systemd's udev rules. Dynamically linked programs bring their
 //     interpreter and libraries, found by reading DT_NEEDED and DT_RUNPATH
 //     with debug/elf (no ldd).
 //  2. Builder compiles, statically (CGO_ENABLED=0), the test binary of every
 //     package with a TestIntegration test and the guest's /init
-//     (./guestinit).
+//     (./guestinit). Modules nested in the tree (examples/snapshotter, a
+//     module of its own) are listed and built in their own root, once per
+//     module (ListPackages says which patterns reach them).
 //  3. BuildImage packs /init, the binaries, each package's testdata/, the
 //     kernel modules (ResolveModules orders them by modules.dep, or by the
 //     modules' .modinfo when dpkg -x left no modules.dep; a kernel whose

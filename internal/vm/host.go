@@ -56,6 +56,10 @@ func guestTools() []toolSpec {
 		// lvm2's lvm, for the tests that open pools lvm2 made (they skip
 		// without it).
 		{name: "lvm", pkg: "lvm2", optional: true},
+		// mkfs for examples/snapshotter, whose tests format and mount its
+		// base volume (mkfs.ext4 is a symlink to mke2fs; both come in).
+		{name: "mkfs.ext4", pkg: "e2fsprogs"},
+		{name: "mkfs.xfs", pkg: "xfsprogs", optional: true},
 	}
 }
 
@@ -87,9 +91,9 @@ func ruleDirs() []string {
 
 // APTPackages are the Debian packages the VM tier needs besides the kernel
 // (kmod: .ci/vm-setup runs depmod on kernels shipped without modules.dep;
-// lvm2: the guest's lvm).
+// lvm2: the guest's lvm; e2fsprogs: the guest's mkfs.ext4).
 func APTPackages() []string {
-	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2"}
+	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2", "e2fsprogs"}
 }
 
 // FindHost finds everything the VM tier needs. When something is missing it

@@ -125,7 +125,8 @@ func addHostFiles(t *tree, h *Host) error {
 			return fmt.Errorf("copy %s into the guest: %w", r, err)
 		}
 	}
-	for _, f := range []string{"/etc/passwd", "/etc/group"} {
+	// mke2fs.conf: mkfs.ext4 makes the file systems the host's would.
+	for _, f := range []string{"/etc/passwd", "/etc/group", "/etc/mke2fs.conf"} {
 		if b, err := os.ReadFile(f); err == nil {
 			t.addData(f, 0o644, b)
 		}

@@ -215,7 +215,7 @@ func (r *Runner) ProgramImage(ctx context.Context, pkg Package, args []string) (
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return nil, err
 	}
-	if err := r.Builder.BuildProgram(ctx, pkg.ImportPath, bin); err != nil {
+	if err := r.Builder.BuildPackage(ctx, pkg, bin); err != nil {
 		return nil, err
 	}
 	ws := []Workload{{Name: pkg.ImportPath, Kind: proto.KindRun, Binary: bin, Args: args,
