@@ -174,7 +174,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("usage %+v", us)
 	}
 	must(t, c.SetLabels(ctx, "snap", map[string]string{"k": "v"}))
-	must(t, c.Rename(ctx, "snap", "snap2"))
+	must(t, c.Rename(ctx, "snap", "snap2", catalog.WithLabels(map[string]string{"k": "v", "kind": "committed"})))
 	must(t, c.Resize(ctx, "big", thin.Size(256*thin.MiB)))
 	w.check(c)
 
@@ -184,7 +184,7 @@ func TestLifecycle(t *testing.T) {
 	if diff := cmp.Diff(want, c.List()); diff != "" {
 		t.Fatalf("after reopen (-want +got):\n%s", diff)
 	}
-	if v, err := c.Get("snap2"); err != nil || v.Labels["k"] != "v" {
+	if v, err := c.Get("snap2"); err != nil || v.Labels["k"] != "v" || v.Labels["kind"] != "committed" {
 		t.Fatalf("get snap2: %+v %v", v, err)
 	}
 	var keys []string

@@ -21,6 +21,8 @@ type op struct {
 	Vol    *Volume           `json:"vol,omitempty"`
 	Device string            `json:"device,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// SetLabels: a rename also replaces the labels with Labels.
+	SetLabels bool `json:"set_labels,omitempty"`
 	// From is, for an operation on the pool, its transaction id before;
 	// for settid, the id the catalog takes.
 	From uint64    `json:"from"`
@@ -92,6 +94,9 @@ func (c *Catalog) apply(o *op) {
 			v.Key = o.NewKey
 			c.vols[o.NewKey] = v
 			c.byID[v.ID] = o.NewKey
+			if o.SetLabels {
+				v.Labels = cloneLabels(o.Labels)
+			}
 		}
 	case opLabels:
 		if v := c.vols[o.Key]; v != nil {
@@ -134,6 +139,19 @@ func (c *Catalog) usable(ctx context.Context) error {
 		}
 	}
 	return c.drift
+}
+
+// volume returns the volume with key, once the catalog may change; the
+// caller holds c.mu.
+func (c *Catalog) volume(ctx context.Context, key string) (*Volume, error) {
+	if err := c.usable(ctx); err != nil {
+		return nil, err
+	}
+	v := c.vols[key]
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	return v, nil
 }
 
 // begin records o as begun, durably, before anything is sent for it.
@@ -237,13 +255,15 @@ func (c *Catalog) poolOp(ctx context.Context, o *op, pre func() error, batch fun
 type VolumeOption func(*volConfig)
 
 type volConfig struct {
-	labels map[string]string
-	size   dm.Sectors
+	labels    map[string]string
+	labelsSet bool
+	size      dm.Sectors
 }
 
-// WithLabels gives the new volume labels.
+// WithLabels gives the new volume labels (Create, Snapshot), or new labels
+// to a renamed one (Rename).
 func WithLabels(labels map[string]string) VolumeOption {
-	return func(c *volConfig) { c.labels = cloneLabels(labels) }
+	return func(c *volConfig) { c.labels, c.labelsSet = cloneLabels(labels), true }
 }
 
 // WithSize gives a snapshot a virtual size other than its parent's.
@@ -402,12 +422,9 @@ func (c *Catalog) Activate(ctx context.Context, key string, opts ...ActivateOpti
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.usable(ctx); err != nil {
+	v, err := c.volume(ctx, key)
+	if err != nil {
 		return fail(err)
-	}
-	v := c.vols[key]
-	if v == nil {
-		return fail(ErrNotFound)
 	}
 	if v.State == Active {
 		info, err := c.ctl.Info(ctx, dm.Name(v.Device))
@@ -458,12 +475,9 @@ func (c *Catalog) devPath(d dm.Dev) string {
 func (c *Catalog) Deactivate(ctx context.Context, key string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.usable(ctx); err != nil {
+	v, err := c.volume(ctx, key)
+	if err != nil {
 		return &Error{Op: "deactivate", Key: key, Err: err}
-	}
-	v := c.vols[key]
-	if v == nil {
-		return &Error{Op: "deactivate", Key: key, Err: ErrNotFound}
 	}
 	if v.State != Active {
 		return nil
@@ -491,12 +505,9 @@ func (c *Catalog) Delete(ctx context.Context, key string) error {
 	fail := func(err error) error { return &Error{Op: "delete", Key: key, Err: err} }
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.usable(ctx); err != nil {
+	v, err := c.volume(ctx, key)
+	if err != nil {
 		return fail(err)
-	}
-	v := c.vols[key]
-	if v == nil {
-		return fail(ErrNotFound)
 	}
 	if v.State == Active && c.cfg.deferred {
 		// Open now (a mount, say): no point waiting out dm's retries.
@@ -506,7 +517,7 @@ func (c *Catalog) Delete(ctx context.Context, key string) error {
 	}
 	id, dev := v.ID, v.Device
 	o := &op{Type: opDelete, Key: key, ID: id, Device: dev}
-	err := c.poolOp(ctx, o, func() error { return c.removeDevice(ctx, dev) }, func(tx *thin.Tx) { tx.Delete(id) })
+	err = c.poolOp(ctx, o, func() error { return c.removeDevice(ctx, dev) }, func(tx *thin.Tx) { tx.Delete(id) })
 	if err == nil {
 		return nil
 	}
@@ -622,24 +633,33 @@ func (c *Catalog) retryDeferred(ctx context.Context) (int, error) {
 	return len(c.deferred), nil
 }
 
-// Rename gives the volume key the key newKey. Its device keeps its name.
-func (c *Catalog) Rename(ctx context.Context, key, newKey string) error {
+// Rename gives the volume key the key newKey; with WithLabels it also
+// replaces the volume's labels, in the same journal record, so a crash
+// leaves both changes or neither. Its device keeps its name.
+func (c *Catalog) Rename(ctx context.Context, key, newKey string, opts ...VolumeOption) error {
+	fail := func(err error) error { return &Error{Op: "rename", Key: key, Err: err} }
+	var vc volConfig
+	for _, o := range opts {
+		o(&vc)
+	}
+	if vc.size != 0 {
+		return fail(fmt.Errorf("%w: Rename takes no size", ErrInvalid))
+	}
 	if err := checkKey(newKey); err != nil {
-		return &Error{Op: "rename", Key: key, Err: err}
+		return fail(err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.usable(ctx); err != nil {
-		return &Error{Op: "rename", Key: key, Err: err}
-	}
-	if c.vols[key] == nil {
-		return &Error{Op: "rename", Key: key, Err: ErrNotFound}
+	v, err := c.volume(ctx, key)
+	if err != nil {
+		return fail(err)
 	}
 	if _, ok := c.vols[newKey]; ok {
-		return &Error{Op: "rename", Key: key, Err: fmt.Errorf("%q: %w", newKey, ErrExists)}
+		return fail(fmt.Errorf("%q: %w", newKey, ErrExists))
 	}
-	if err := c.note(&op{Type: opRename, Key: key, NewKey: newKey}); err != nil {
-		return &Error{Op: "rename", Key: key, Err: err}
+	o := &op{Type: opRename, Key: key, ID: v.ID, NewKey: newKey, Labels: vc.labels, SetLabels: vc.labelsSet}
+	if err := c.note(o); err != nil {
+		return fail(err)
 	}
 	return nil
 }
@@ -648,11 +668,8 @@ func (c *Catalog) Rename(ctx context.Context, key, newKey string) error {
 func (c *Catalog) SetLabels(ctx context.Context, key string, labels map[string]string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.usable(ctx); err != nil {
+	if _, err := c.volume(ctx, key); err != nil {
 		return &Error{Op: "set labels", Key: key, Err: err}
-	}
-	if c.vols[key] == nil {
-		return &Error{Op: "set labels", Key: key, Err: ErrNotFound}
 	}
 	if err := c.note(&op{Type: opLabels, Key: key, Labels: cloneLabels(labels)}); err != nil {
 		return &Error{Op: "set labels", Key: key, Err: err}
@@ -669,12 +686,9 @@ func (c *Catalog) Resize(ctx context.Context, key string, size dm.Sectors) error
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.usable(ctx); err != nil {
+	v, err := c.volume(ctx, key)
+	if err != nil {
 		return &Error{Op: "resize", Key: key, Err: err}
-	}
-	v := c.vols[key]
-	if v == nil {
-		return &Error{Op: "resize", Key: key, Err: ErrNotFound}
 	}
 	if v.State == Active {
 		return &Error{Op: "resize", Key: key, Err: fmt.Errorf("%w: the volume is active; deactivate it first", ErrInvalid)}

@@ -561,11 +561,9 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		return wrap("commit", key, err)
 	}
 	ck := catalogKey(snapshots.KindCommitted, name)
-	if err := s.cat.Rename(ctx, v.Key, ck); err != nil {
-		return wrap("commit", key, err)
-	}
 	now := s.now()
-	if err := s.cat.SetLabels(ctx, ck, catalogLabels(base.Labels, v.Labels[LabelFSType], now, now)); err != nil {
+	// Key and labels change in one journal record: a crash leaves both.
+	if err := s.cat.Rename(ctx, v.Key, ck, catalog.WithLabels(catalogLabels(base.Labels, v.Labels[LabelFSType], now, now))); err != nil {
 		return wrap("commit", key, err)
 	}
 	if err := s.cat.Deactivate(ctx, ck); err != nil {
