@@ -64,3 +64,62 @@ func Example() {
 	// base active pool-1
 	// snap inactive
 }
+
+// On a real pool (root, a kernel with dm-thin): the catalog's volumes with
+// their usage read from the pool's metadata, and a reconcile of catalog,
+// metadata and devices, first dry. It needs the kernel, so go test only
+// compiles it.
+func ExampleCatalog_Repair() {
+	ctx := context.Background()
+	ctl, err := dm.Open()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ctl.Close()
+	pool, err := thin.OpenPool(ctx, ctl, "pool")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cat, err := catalog.Open(ctx, pool, "/var/lib/myapp/volumes", catalog.WithDeferredDeletion())
+	if err != nil {
+		fmt.Println(err) // catalog.ErrLocked: another process has it
+		return
+	}
+	defer cat.Close()
+	if _, err := cat.Create(ctx, "base", thin.Size(10*thin.GiB)); err != nil {
+		fmt.Println(err) // catalog.ErrLowSpace below 10% free
+		return
+	}
+	if _, err := cat.Activate(ctx, "base"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := cat.Snapshot(ctx, "snap-1", "base"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	usage, err := cat.Usage(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for key, u := range usage {
+		fmt.Printf("%s: %d bytes mapped, %d exclusive\n", key, u.Mapped, u.Exclusive)
+	}
+	// What would Repair do? (Nothing, unless something else changed the pool.)
+	dry, err := cat.Repair(ctx, catalog.RepairOptions{DryRun: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, a := range dry.Actions {
+		fmt.Println("would:", a)
+	}
+	if !dry.Clean() {
+		if _, err := cat.Repair(ctx, catalog.RepairOptions{}); err != nil {
+			fmt.Println(err)
+		}
+	}
+}
