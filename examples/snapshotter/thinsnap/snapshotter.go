@@ -104,7 +104,8 @@ type Snapshotter struct {
 // Open opens (or creates, from Config.MetadataDevice and DataDevice) the
 // pool Config.PoolName and the catalog in Config.RootPath, and returns a
 // Snapshotter that owns them: Close closes them. It needs root and a
-// kernel with device-mapper.
+// kernel with device-mapper. A committed snapshot whose device a crash in
+// Commit left active is deactivated.
 func Open(ctx context.Context, cfg Config) (*Snapshotter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -137,7 +138,23 @@ func Open(ctx context.Context, cfg Config) (*Snapshotter, error) {
 		return nil, err
 	}
 	s.closers = []func() error{cat.Close, ctl.Close}
+	s.settle(ctx)
 	return s, nil
+}
+
+// settle finishes what a crash between the two steps of a Commit left: a
+// committed snapshot whose device is still active is deactivated (one
+// still open, mounted, stays so, as Commit leaves it).
+func (s *Snapshotter) settle(ctx context.Context) {
+	for _, v := range s.cat.List() {
+		k, name := kindOf(v.Key)
+		if k != snapshots.KindCommitted || v.State != catalog.Active {
+			continue
+		}
+		if err := s.cat.Deactivate(ctx, v.Key); err != nil {
+			slog.WarnContext(ctx, "thinsnap: committed snapshot's device stays active", "name", name, "err", err)
+		}
+	}
 }
 
 // createPool creates the pool on the configured devices, without zeroing
