@@ -10,25 +10,30 @@ import (
 	"github.com/thinp/thinp/thin/metadata"
 )
 
-// ThinUsage is one thin device as a pool's metadata records it: its id,
-// its share of the data device and its details.
-type ThinUsage struct {
+// ThinDetails is one thin device's entry in a pool's metadata.
+type ThinDetails struct {
 	// ID is the thin device id.
 	ID DeviceID
 	// Mapped is the number of data blocks the device maps.
 	Mapped DataBlocks
-	// Exclusive is the number of those no other thin device maps: what
-	// deleting the device would free.
-	Exclusive DataBlocks
-	// Shared is Mapped - Exclusive: blocks shared with snapshots or
-	// origins.
-	Shared DataBlocks
 	// TransactionID is the pool's transaction id when the device last
 	// changed.
 	TransactionID uint64
 	// CreationTime and SnapshotTime are the pool's snapshot time counter
 	// when the device was created and last snapshotted.
 	CreationTime, SnapshotTime uint32
+}
+
+// ThinUsage is one thin device as a pool's metadata records it: its
+// details and its share of the data device.
+type ThinUsage struct {
+	ThinDetails
+	// Exclusive is the number of the mapped blocks no other thin device
+	// maps: what deleting the device would free.
+	Exclusive DataBlocks
+	// Shared is Mapped - Exclusive: blocks shared with snapshots or
+	// origins.
+	Shared DataBlocks
 }
 
 // Usage returns every thin device of the running pool with its usage, in
@@ -45,28 +50,100 @@ type ThinUsage struct {
 // page cache, so cached pages may be stale). The pool must be in a mode
 // that accepts messages (not read-only or failed).
 func (p *Pool) Usage(ctx context.Context) ([]ThinUsage, error) {
-	const op = "usage"
+	var out []ThinUsage
+	err := p.readMetadata(ctx, "usage", func(md *metadata.Metadata) error {
+		devs, err := md.DeviceList()
+		if err != nil {
+			return err
+		}
+		us, err := md.Usage()
+		if err != nil {
+			return err
+		}
+		out = make([]ThinUsage, len(us))
+		for i, u := range us {
+			out[i] = ThinUsage{ThinDetails: details(devs[i]), Exclusive: DataBlocks(u.Exclusive), Shared: DataBlocks(u.Shared)}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Details returns the metadata entries of the thin devices ids, in the
+// order given (ids the pool lacks are left out), or of every thin device,
+// in id order, when no id is given. It reads the pool's metadata as Usage
+// does, in one consistent view, but only the device details tree: no
+// mapping is walked, so a few ids cost a few block reads however many
+// devices and mappings the pool has, and all of them one read of the
+// tree.
+func (p *Pool) Details(ctx context.Context, ids ...DeviceID) ([]ThinDetails, error) {
+	var out []ThinDetails
+	err := p.readMetadata(ctx, "details", func(md *metadata.Metadata) error {
+		if len(ids) == 0 {
+			for d, err := range md.Devices() {
+				if err != nil {
+					return err
+				}
+				out = append(out, details(d))
+			}
+			return nil
+		}
+		for _, id := range ids {
+			if id > MaxDeviceID {
+				continue
+			}
+			d, err := md.Device(uint32(id))
+			if errors.Is(err, metadata.ErrNoDevice) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, details(d))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func details(d metadata.Device) ThinDetails {
+	return ThinDetails{
+		ID: DeviceID(d.ID), Mapped: DataBlocks(d.MappedBlocks),
+		TransactionID: d.TransactionID, CreationTime: d.CreationTime, SnapshotTime: d.SnapshottedTime,
+	}
+}
+
+// readMetadata calls read on the pool's metadata seen through a metadata
+// snapshot it reserves and releases (or one another user holds), as Usage
+// documents.
+func (p *Pool) readMetadata(ctx context.Context, op string, read func(*metadata.Metadata) error) error {
 	path := p.cfg.metaPath
 	if path == "" {
 		var err error
 		if path, err = p.ctl.DevNode(p.meta); err != nil {
-			return nil, newError(op, p.name, nil, err)
+			return newError(op, p.name, nil, err)
 		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, newError(op, p.name, nil, err)
+		return newError(op, p.name, nil, err)
 	}
 	defer f.Close()
 
 	ours := true
 	if err := p.ReserveMetadataSnap(ctx); err != nil {
 		if !errors.Is(err, ErrMetadataSnapHeld) {
-			return nil, err
+			return err
 		}
 		ours = false
 	}
-	us, err := readUsage(ctx, f)
+	// The kernel writes metadata around the page cache: drop what is
+	// cached, then read through the held root.
+	dropCache(f)
+	md, err := metadata.Open(ctxReader{ctx, f}, metadata.Options{MetadataSnap: true})
+	if err == nil {
+		err = read(md)
+	}
 	if ours {
 		// Release even when ctx is done: a held snapshot pins metadata
 		// blocks until released.
@@ -74,13 +151,13 @@ func (p *Pool) Usage(ctx context.Context) ([]ThinUsage, error) {
 		rerr := p.ReleaseMetadataSnap(rctx)
 		cancel()
 		if err == nil && rerr != nil {
-			return nil, rerr
+			return rerr
 		}
 	}
 	if err != nil {
-		return nil, newError(op, p.name, nil, err)
+		return newError(op, p.name, nil, err)
 	}
-	return us, nil
+	return nil
 }
 
 // ctxReader fails reads once ctx is done, so a long walk stops promptly.
@@ -96,29 +173,3 @@ func (c ctxReader) ReadAt(b []byte, off int64) (int, error) {
 	return c.r.ReadAt(b, off)
 }
 
-// readUsage drops f's cached pages and reads the usage through the held
-// root.
-func readUsage(ctx context.Context, f *os.File) ([]ThinUsage, error) {
-	dropCache(f)
-	md, err := metadata.Open(ctxReader{ctx, f}, metadata.Options{MetadataSnap: true})
-	if err != nil {
-		return nil, err
-	}
-	devs, err := md.DeviceList()
-	if err != nil {
-		return nil, err
-	}
-	us, err := md.Usage()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]ThinUsage, len(us))
-	for i, u := range us {
-		d := devs[i]
-		out[i] = ThinUsage{
-			ID: DeviceID(u.ID), Mapped: DataBlocks(u.Mapped), Exclusive: DataBlocks(u.Exclusive), Shared: DataBlocks(u.Shared),
-			TransactionID: d.TransactionID, CreationTime: d.CreationTime, SnapshotTime: d.SnapshottedTime,
-		}
-	}
-	return out, nil
-}

@@ -46,9 +46,34 @@ func TestIntegrationPoolUsage(t *testing.T) {
 		t.Fatalf("Usage:\n%s\nthin_ls -m:\n%s", got.String(), want)
 	}
 	// 1 maps 10 blocks, 3 of them its own; 2 and 3 share the other 10.
-	if len(us) != 4 || us[0] != (thin.ThinUsage{ID: 1, Mapped: 10, Exclusive: 3, Shared: 7, TransactionID: us[0].TransactionID, CreationTime: 0, SnapshotTime: us[0].SnapshotTime}) ||
+	if len(us) != 4 || us[0] != (thin.ThinUsage{ThinDetails: thin.ThinDetails{ID: 1, Mapped: 10, TransactionID: us[0].TransactionID, CreationTime: 0, SnapshotTime: us[0].SnapshotTime}, Exclusive: 3, Shared: 7}) ||
 		us[1].Exclusive != 0 || us[1].Shared != 10 || us[3].Mapped != 0 {
 		t.Fatalf("usage %+v", us)
+	}
+
+	// Details: the same entries without the mapping walk, all of them or
+	// the ids asked for, in the order asked, those the pool lacks left out.
+	all, err := tp.Details(ctx)
+	if err != nil {
+		t.Fatalf("Details: %+v", err)
+	}
+	if len(all) != len(us) {
+		t.Fatalf("Details lists %d devices, Usage %d", len(all), len(us))
+	}
+	for i := range all {
+		if all[i] != us[i].ThinDetails {
+			t.Fatalf("Details %+v, Usage %+v", all[i], us[i].ThinDetails)
+		}
+	}
+	some, err := tp.Details(ctx, us[2].ID, 999, us[0].ID)
+	if err != nil {
+		t.Fatalf("Details of ids: %+v", err)
+	}
+	if len(some) != 2 || some[0] != us[2].ThinDetails || some[1] != us[0].ThinDetails {
+		t.Fatalf("Details(%d, 999, %d) = %+v", us[2].ID, us[0].ID, some)
+	}
+	if st := tp.status(t); st.HeldRoot != 0 {
+		t.Fatalf("Details left a metadata snapshot held at %d", st.HeldRoot)
 	}
 
 	// Someone else's metadata snapshot: read through it, keep it held.

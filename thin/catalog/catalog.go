@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -116,7 +118,7 @@ type config struct {
 	deferred bool
 	minFree  int
 	now      func() time.Time
-	ids      func(context.Context) ([]thin.ThinUsage, error) // tests
+	meta     metadataSource // tests replace the pool's
 }
 
 // WithDevicePrefix names the dm devices of active volumes prefix+<thin id>;
@@ -152,8 +154,9 @@ type Catalog struct {
 	cfg  config
 	lock *os.File
 
-	// ids reads the thin devices in the pool (Pool.Usage); tests replace it.
-	ids func(context.Context) ([]thin.ThinUsage, error)
+	// meta reads the pool's metadata (Pool.Usage, Pool.Details); tests
+	// replace it.
+	meta metadataSource
 	// beforeEnd runs before an outcome is journalled; tests crash there.
 	beforeEnd func()
 
@@ -164,6 +167,7 @@ type Catalog struct {
 	nextID   uint32
 	vols     map[string]*Volume
 	byID     map[thin.DeviceID]string
+	children map[thin.DeviceID]map[*Volume]struct{} // by the parent's id: the snapshots of the volume that holds it
 	deferred map[thin.DeviceID]*Deferred
 	foreign  map[thin.DeviceID]bool // ids the pool had that the catalog did not know
 	pending  *record                // an operation begun and not settled
@@ -187,8 +191,8 @@ func Open(ctx context.Context, pool *thin.Pool, dir string, opts ...Option) (*Ca
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.ids == nil {
-		cfg.ids = pool.Usage
+	if cfg.meta.usage == nil {
+		cfg.meta = metadataSource{usage: pool.Usage, details: pool.Details}
 	}
 	if cfg.minFree < 0 || cfg.minFree > 100 {
 		return nil, &Error{Op: "open", Err: fmt.Errorf("%w: minimum free space %d%% is not in [0, 100]", ErrInvalid, cfg.minFree)}
@@ -212,9 +216,10 @@ func Open(ctx context.Context, pool *thin.Pool, dir string, opts ...Option) (*Ca
 	}
 	c := &Catalog{
 		pool: pool, ctl: pool.Control(), dir: dir, cfg: cfg, lock: lf,
-		ids:      cfg.ids,
+		meta:     cfg.meta,
 		vols:     map[string]*Volume{},
 		byID:     map[thin.DeviceID]string{},
+		children: map[thin.DeviceID]map[*Volume]struct{}{},
 		deferred: map[thin.DeviceID]*Deferred{},
 		foreign:  map[thin.DeviceID]bool{},
 		nextID:   1,
@@ -258,6 +263,9 @@ func (c *Catalog) load(ctx context.Context) error {
 			v := s.Volumes[i]
 			c.vols[v.Key] = &v
 			c.byID[v.ID] = v.Key
+		}
+		for _, v := range c.vols {
+			c.link(v)
 		}
 		for i := range s.Deferred {
 			d := s.Deferred[i]
@@ -435,6 +443,45 @@ func (c *Catalog) Walk(fn func(Volume) error) error {
 	return nil
 }
 
+// Children returns the volumes snapshotted from the volume key, in key
+// order: matched by thin id, so renames of either do not matter, and a
+// snapshot of a deleted volume is no one's child (not even of a later
+// volume given the same thin id). Its cost is the number of children, not
+// of volumes.
+func (c *Catalog) Children(key string) ([]Volume, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.vols[key]
+	if !ok {
+		return nil, &Error{Op: "children", Key: key, Err: ErrNotFound}
+	}
+	out := make([]Volume, 0, len(c.children[v.ID]))
+	for ch := range c.children[v.ID] {
+		out = append(out, ch.clone())
+	}
+	slices.SortFunc(out, func(a, b Volume) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// link records v as a child of the volume holding its parent's thin id,
+// if that volume is not younger than v (so a snapshot whose parent was
+// deleted is not taken for the child of a later holder of the id).
+func (c *Catalog) link(v *Volume) {
+	if v.Parent == "" {
+		return
+	}
+	pk, ok := c.byID[v.ParentID]
+	if !ok || pk == v.Key || c.vols[pk].Created.After(v.Created) {
+		return
+	}
+	m := c.children[v.ParentID]
+	if m == nil {
+		m = map[*Volume]struct{}{}
+		c.children[v.ParentID] = m
+	}
+	m[v] = struct{}{}
+}
+
 // Deferred returns the deletions waiting for their device to close, in id
 // order.
 func (c *Catalog) Deferred() []Deferred {
@@ -459,7 +506,7 @@ type Usage struct {
 // volume whose thin id the pool lacks is missing from the map (Check
 // reports it).
 func (c *Catalog) Usage(ctx context.Context) (map[string]Usage, error) {
-	us, err := c.ids(ctx)
+	us, err := c.meta.usage(ctx)
 	if err != nil {
 		return nil, &Error{Op: "usage", Err: err}
 	}
@@ -473,6 +520,44 @@ func (c *Catalog) Usage(ctx context.Context) (map[string]Usage, error) {
 		}
 	}
 	return out, nil
+}
+
+// Mapped returns the bytes of the pool's data device each of the volumes
+// keys maps, read from the pool's metadata: only their entries in its
+// device details tree, so the cost does not grow with the number of
+// volumes or mappings in the pool (Usage walks every mapping to tell what
+// is exclusive). A volume whose thin id the pool lacks is missing from the
+// map; a key the catalog lacks is an error matching ErrNotFound.
+func (c *Catalog) Mapped(ctx context.Context, keys ...string) (map[string]uint64, error) {
+	c.mu.Lock()
+	ids := make([]thin.DeviceID, 0, len(keys))
+	byID := make(map[thin.DeviceID]string, len(keys))
+	for _, k := range keys {
+		v, ok := c.vols[k]
+		if !ok {
+			c.mu.Unlock()
+			return nil, &Error{Op: "mapped", Key: k, Err: ErrNotFound}
+		}
+		ids = append(ids, v.ID)
+		byID[v.ID] = k
+	}
+	c.mu.Unlock()
+	ds, err := c.meta.details(ctx, ids...)
+	if err != nil {
+		return nil, &Error{Op: "mapped", Err: err}
+	}
+	block := uint64(c.pool.BlockSize()) * dm.SectorSize
+	out := make(map[string]uint64, len(ds))
+	for _, d := range ds {
+		out[byID[d.ID]] = uint64(d.Mapped) * block
+	}
+	return out, nil
+}
+
+// metadataSource reads the pool's metadata.
+type metadataSource struct {
+	usage   func(context.Context) ([]thin.ThinUsage, error)
+	details func(context.Context, ...thin.DeviceID) ([]thin.ThinDetails, error)
 }
 
 func checkKey(key string) error {

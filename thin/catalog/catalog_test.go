@@ -56,7 +56,7 @@ func newWorld(t testing.TB, opts ...catalog.Option) *world {
 	}
 	w := &world{t: t, ctx: ctx, k: k, ctl: ctl, pool: pool, dir: t.TempDir()}
 	w.opts = append([]catalog.Option{
-		catalog.SetIDSourceOption(w.poolIDs),
+		catalog.SetMetadataOption(w.poolIDs),
 		catalog.WithClock(func() time.Time { return epoch }),
 	}, opts...)
 	return w
@@ -70,7 +70,7 @@ func (w *world) poolIDs(context.Context) ([]thin.ThinUsage, error) {
 	}
 	var us []thin.ThinUsage
 	for _, th := range pi.Thins {
-		us = append(us, thin.ThinUsage{ID: thin.DeviceID(th.ID), Mapped: thin.DataBlocks(th.MappedBlocks)})
+		us = append(us, thin.ThinUsage{ThinDetails: thin.ThinDetails{ID: thin.DeviceID(th.ID), Mapped: thin.DataBlocks(th.MappedBlocks)}})
 	}
 	return us, nil
 }
@@ -172,6 +172,14 @@ func TestLifecycle(t *testing.T) {
 	must(t, err)
 	if us["base"].Mapped != 10*64*thin.KiB || us["snap"].Mapped != 10*64*thin.KiB {
 		t.Fatalf("usage %+v", us)
+	}
+	mapped, err := c.Mapped(ctx, "snap", "big")
+	must(t, err)
+	if len(mapped) != 2 || mapped["snap"] != us["snap"].Mapped || mapped["big"] != us["big"].Mapped {
+		t.Fatalf("mapped %+v, usage %+v", mapped, us)
+	}
+	if _, err := c.Mapped(ctx, "snap", "nope"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("mapped of an unknown key: %v", err)
 	}
 	must(t, c.SetLabels(ctx, "snap", map[string]string{"k": "v"}))
 	must(t, c.Rename(ctx, "snap", "snap2", catalog.WithLabels(map[string]string{"k": "v", "kind": "committed"})))
@@ -660,6 +668,10 @@ func TestCompaction(t *testing.T) {
 	for i := 0; i < catalog.CompactEvery/2+10; i++ {
 		_, err := c.Create(w.ctx, fmt.Sprint("v", i), 2048)
 		must(t, err)
+		if i == 0 {
+			_, err := c.Snapshot(w.ctx, "s0", "v0")
+			must(t, err)
+		}
 	}
 	want := c.List()
 	must(t, c.Close())
@@ -672,8 +684,60 @@ func TestCompaction(t *testing.T) {
 	if diff := cmp.Diff(want, c.List()); diff != "" {
 		t.Fatal(diff)
 	}
+	// The child index is rebuilt from the state file.
+	if ch, err := c.Children("v0"); err != nil || len(ch) != 1 || ch[0].Key != "s0" {
+		t.Fatalf("children of v0 after compaction: %+v, %v", ch, err)
+	}
 	w.check(c)
 	must(t, c.Close())
+}
+
+// Children follows thin ids: renames of parent or child do not matter, a
+// deleted parent's snapshots are no one's children, and the index is the
+// same after a reopen (journal replay).
+func TestChildren(t *testing.T) {
+	w := newWorld(t, catalog.WithMinFreeSpace(0))
+	c := w.open()
+	ctx := w.ctx
+	keys := func(key string) string {
+		t.Helper()
+		vs, err := c.Children(key)
+		must(t, err)
+		var ks []string
+		for _, v := range vs {
+			ks = append(ks, v.Key)
+		}
+		return strings.Join(ks, ",")
+	}
+	_, err := c.Create(ctx, "base", thin.Size(64*thin.MiB))
+	must(t, err)
+	for _, sn := range [][2]string{{"b", "base"}, {"a", "base"}, {"c", "a"}, {"d", "c"}} {
+		_, err := c.Snapshot(ctx, sn[0], sn[1])
+		must(t, err)
+	}
+	must(t, c.Rename(ctx, "base", "base2"))
+	must(t, c.Rename(ctx, "b", "b2"))
+	if got := keys("base2"); got != "a,b2" {
+		t.Fatalf("children of base2: %q", got)
+	}
+	if got := keys("a"); got != "c" {
+		t.Fatalf("children of a: %q", got)
+	}
+	must(t, c.Delete(ctx, "c"))
+	if got := keys("a") + "|" + keys("d"); got != "|" {
+		t.Fatalf("after deleting c, children of a and d: %q", got)
+	}
+	if _, err := c.Children("c"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("children of a deleted volume: %v", err)
+	}
+	_, err = c.Snapshot(ctx, "e", "d")
+	must(t, err)
+	must(t, c.Close())
+	c = w.open()
+	defer c.Close()
+	if got := keys("base2") + "|" + keys("a") + "|" + keys("d"); got != "a,b2||e" {
+		t.Fatalf("after reopen: %q", got)
+	}
 }
 
 func TestConcurrent(t *testing.T) {

@@ -2,18 +2,32 @@ package catalog
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/thinp/thinp/thin"
 )
 
-// SetIDSource replaces the reader of the pool's thin ids (the fake kernel
-// has no metadata device to read).
-func SetIDSource(c *Catalog, f func(context.Context) ([]thin.ThinUsage, error)) { c.ids = f }
-
-// SetIDSourceOption does the same from Open on.
-func SetIDSourceOption(f func(context.Context) ([]thin.ThinUsage, error)) Option {
-	return func(cfg *config) { cfg.ids = f }
+// SetMetadataOption replaces the reader of the pool's metadata from Open
+// on (the fake kernel has no metadata device to read): usage lists the
+// pool's thin devices, and the details of a few are taken from it.
+func SetMetadataOption(usage func(context.Context) ([]thin.ThinUsage, error)) Option {
+	return func(cfg *config) {
+		cfg.meta.usage = usage
+		cfg.meta.details = func(ctx context.Context, ids ...thin.DeviceID) ([]thin.ThinDetails, error) {
+			us, err := usage(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var out []thin.ThinDetails
+			for _, u := range us {
+				if len(ids) == 0 || slices.Contains(ids, u.ID) {
+					out = append(out, u.ThinDetails)
+				}
+			}
+			return out, nil
+		}
+	}
 }
 
 // WithClock fixes the catalog's clock.

@@ -59,6 +59,7 @@ func (c *Catalog) apply(o *op) {
 		v := o.Vol.clone()
 		c.vols[v.Key] = &v
 		c.byID[v.ID] = v.Key
+		c.link(&v)
 		delete(c.foreign, v.ID)
 		if o.Type != opAdopt {
 			c.tid = o.From + 1
@@ -121,6 +122,14 @@ func (c *Catalog) drop(key string) {
 	if v := c.vols[key]; v != nil {
 		delete(c.byID, v.ID)
 		delete(c.vols, key)
+		// Its snapshots are no one's children now, and it no longer one.
+		delete(c.children, v.ID)
+		if m := c.children[v.ParentID]; m != nil {
+			delete(m, v)
+			if len(m) == 0 {
+				delete(c.children, v.ParentID)
+			}
+		}
 	}
 }
 

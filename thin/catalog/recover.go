@@ -234,7 +234,7 @@ type poolView struct {
 }
 
 func (c *Catalog) view(ctx context.Context) (*poolView, error) {
-	us, err := c.ids(ctx)
+	us, err := c.meta.details(ctx)
 	if err != nil {
 		return nil, err
 	}

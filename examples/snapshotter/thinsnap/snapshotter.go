@@ -376,24 +376,29 @@ func (s *Snapshotter) Update(ctx context.Context, in snapshots.Info, fieldpaths 
 
 // Usage returns the bytes of the pool's data device the snapshot maps
 // beyond what its parent (or the base volume) maps, as the pool's metadata
-// records them: blocks written since the snapshot was made, plus blocks its
-// parent maps that it no longer does not count against it. Inodes is 0.
+// records them (catalog.Mapped: two entries of its device details, however
+// many snapshots there are): about the blocks written since the snapshot
+// was made. Inodes is 0.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 	v, err := s.lookup(key)
 	if err != nil {
 		return snapshots.Usage{}, wrap("usage", key, err)
 	}
-	us, err := s.cat.Usage(ctx)
+	keys := []string{v.Key}
+	if p, err := s.cat.Get(v.Parent); err == nil && p.ID == v.ParentID {
+		keys = append(keys, p.Key)
+	}
+	mapped, err := s.cat.Mapped(ctx, keys...)
 	if err != nil {
 		return snapshots.Usage{}, wrap("usage", key, err)
 	}
-	self, ok := us[v.Key]
+	self, ok := mapped[v.Key]
 	if !ok {
 		return snapshots.Usage{}, fmt.Errorf("usage %q: thin id %d is not in the pool's metadata: %w", key, v.ID, errdefs.ErrNotFound)
 	}
-	size := int64(self.Mapped)
-	if p, err := s.cat.Get(v.Parent); err == nil && p.ID == v.ParentID {
-		size -= int64(us[p.Key].Mapped)
+	size := int64(self)
+	if len(keys) == 2 {
+		size -= int64(mapped[keys[1]])
 	}
 	return snapshots.Usage{Size: max(size, 0)}, nil
 }
@@ -602,17 +607,12 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	if err != nil {
 		return wrap("remove", key, err)
 	}
-	var child string
-	if err := s.cat.Walk(func(c catalog.Volume) error {
-		if c.Parent == v.Key && c.ParentID == v.ID {
-			_, child = kindOf(c.Key)
-			return errStop
-		}
-		return nil
-	}); err != nil && !errors.Is(err, errStop) {
+	children, err := s.cat.Children(v.Key)
+	if err != nil {
 		return wrap("remove", key, err)
 	}
-	if child != "" {
+	if len(children) > 0 {
+		_, child := kindOf(children[0].Key)
 		return fmt.Errorf("remove %q: snapshot %q descends from it: %w", key, child, errdefs.ErrFailedPrecondition)
 	}
 	if k, _ := kindOf(v.Key); s.cfg.DiscardBlocks && k != snapshots.KindView {
@@ -626,8 +626,6 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	}
 	return wrap("remove", key, s.cat.Delete(ctx, v.Key))
 }
-
-var errStop = errors.New("stop")
 
 // Walk calls fn for every snapshot that matches one of the filters
 // (containerd's filter syntax on the fields kind, name, parent and
