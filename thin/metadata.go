@@ -172,4 +172,3 @@ func (c ctxReader) ReadAt(b []byte, off int64) (int, error) {
 	}
 	return c.r.ReadAt(b, off)
 }
-
