@@ -60,6 +60,15 @@ func guestTools() []toolSpec {
 		// base volume (mkfs.ext4 is a symlink to mke2fs; both come in).
 		{name: "mkfs.ext4", pkg: "e2fsprogs"},
 		{name: "mkfs.xfs", pkg: "xfsprogs", optional: true},
+		// containerd 1.6 and its client, for examples/snapshotter's test
+		// of a real daemon using the snapshotter as a proxy plugin.
+		// Optional so that a host without them still runs every other VM
+		// test; that test looks them up with testenv.Tool, which fails it
+		// in the guest (THINP_REQUIRE_PRIVILEGED=1) rather than skip, and
+		// .ci/run installs them. The daemon needs no shim or runc to import
+		// and unpack images, so only these two come in.
+		{name: "containerd", pkg: "containerd", optional: true},
+		{name: "ctr", pkg: "containerd", optional: true},
 	}
 }
 
@@ -91,9 +100,10 @@ func ruleDirs() []string {
 
 // APTPackages are the Debian packages the VM tier needs besides the kernel
 // (kmod: .ci/vm-setup runs depmod on kernels shipped without modules.dep;
-// lvm2: the guest's lvm; e2fsprogs: the guest's mkfs.ext4).
+// lvm2: the guest's lvm; e2fsprogs: the guest's mkfs.ext4; containerd: the
+// guest's containerd and ctr).
 func APTPackages() []string {
-	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2", "e2fsprogs"}
+	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2", "e2fsprogs", "containerd"}
 }
 
 // FindHost finds everything the VM tier needs. When something is missing it
