@@ -100,10 +100,11 @@ func ruleDirs() []string {
 
 // APTPackages are the Debian packages the VM tier needs besides the kernel
 // (kmod: .ci/vm-setup runs depmod on kernels shipped without modules.dep;
-// lvm2: the guest's lvm; e2fsprogs: the guest's mkfs.ext4; containerd: the
+// lvm2: the guest's lvm; e2fsprogs, xfsprogs: the guest's mkfs.ext4 and
+// mkfs.xfs; containerd: the
 // guest's containerd and ctr).
 func APTPackages() []string {
-	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2", "e2fsprogs", "containerd"}
+	return []string{"qemu-system-x86", "dmsetup", "thin-provisioning-tools", "udev", "busybox-static", "kmod", "lvm2", "e2fsprogs", "xfsprogs", "containerd"}
 }
 
 // FindHost finds everything the VM tier needs. When something is missing it

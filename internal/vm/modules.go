@@ -34,10 +34,11 @@ type Module struct {
 // dm-bio-prison, dm-persistent-data and libcrc32c through its
 // dependencies), the zero target and loop devices. Optional: a crc32c
 // implementation for libcrc32c (the guest has no modprobe to satisfy its
-// soft dependency on request), and the fault injection targets.
+// soft dependency on request), the fault injection targets, and xfs (for
+// examples/snapshotter's xfs base; ext4 is built into Debian's kernels).
 func guestModules() (required, optional []string) {
 	return []string{"dm_mod", "dm_zero", "dm_thin_pool", "loop"},
-		[]string{"crc32c_generic", "crc32c_intel", "dm_flakey", "dm_delay", "dm_log_writes"}
+		[]string{"crc32c_generic", "crc32c_intel", "dm_flakey", "dm_delay", "dm_log_writes", "xfs"}
 }
 
 // moduleIndex knows where each module of one kernel lives and what it

@@ -108,10 +108,16 @@ func removeAll(ctx context.Context, sn *thinsnap.Snapshotter) error {
 // drives it through containerd's proxy client: a layer is written through
 // its mount, committed, and its Usage read from the pool's metadata; a
 // view of it is mounted read-only; a busy Remove is refused; Cleanup
-// answers.
+// answers. It runs on an ext4 base and on an xfs one.
 func TestIntegrationProxyUsage(t *testing.T) {
 	testenv.Privileged(t)
-	testenv.Tool(t, "mkfs.ext4")
+	for _, fs := range []string{thinsnap.FSExt4, thinsnap.FSXFS} {
+		t.Run(fs, func(t *testing.T) { proxyUsage(t, fs) })
+	}
+}
+
+func proxyUsage(t *testing.T, fs string) {
+	testenv.Tool(t, "mkfs."+fs)
 	prefix := testenv.Prefix(t)
 	testenv.CheckLeaks(t, prefix)
 	ctx := context.Background()
@@ -122,7 +128,9 @@ func TestIntegrationProxyUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cat.Close() })
-	sn, err := thinsnap.New(cat, thinsnap.Config{BaseImageSize: "64MiB"})
+	// mkfs.xfs refuses file systems under 300 MB; the base is thin, so
+	// its size costs nothing until written.
+	sn, err := thinsnap.New(cat, thinsnap.Config{BaseImageSize: "512MiB", FSType: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
