@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/examples/internal/size"
+	"github.com/thinp/thinp/examples/internal/undo"
 	"github.com/thinp/thinp/loop"
 	"github.com/thinp/thinp/thin"
 )
@@ -54,7 +55,7 @@ func (c config) validateDemo() error {
 type demoRun struct {
 	cfg    config
 	out    io.Writer
-	undo   []undoStep
+	undo   *undo.Stack
 	loops  []*loop.Device
 	ctl    *dm.Control
 	pool   *thin.Pool
@@ -63,22 +64,13 @@ type demoRun struct {
 	logged *countingWriter
 }
 
-type undoStep struct {
-	what string
-	fn   func(ctx context.Context) error
-}
-
-func (r *demoRun) push(what string, fn func(context.Context) error) {
-	r.undo = append(r.undo, undoStep{what, fn})
-}
-
 func (r *demoRun) say(format string, args ...any) {
 	fmt.Fprintf(r.out, format+"\n", args...)
 }
 
 // runDemo runs -demo and returns the exit status.
 func runDemo(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
-	r := &demoRun{cfg: cfg, out: stdout}
+	r := &demoRun{cfg: cfg, out: stdout, undo: undo.New(stdout)}
 	defer r.close()
 	err := r.run(ctx, stderr)
 	interrupted := err != nil && ctx.Err() != nil
@@ -126,7 +118,7 @@ func (r *demoRun) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r.push("remove directory "+dir, func(context.Context) error { return os.Remove(dir) })
+	r.undo.Push("remove directory "+dir, func(context.Context) error { return os.Remove(dir) })
 	dataFile := filepath.Join(dir, c.name+"data.img")
 	metaFile := filepath.Join(dir, c.name+"metadata.img")
 	for _, f := range []struct {
@@ -136,13 +128,13 @@ func (r *demoRun) run(ctx context.Context, stderr io.Writer) error {
 		if err := loop.CreateSparseFile(f.path, int64(f.size)); err != nil {
 			return err
 		}
-		r.push("remove file "+f.path, func(context.Context) error { return os.Remove(f.path) })
+		r.undo.Push("remove file "+f.path, func(context.Context) error { return os.Remove(f.path) })
 		dev, err := loop.Attach(ctx, f.path, &loop.Options{Autoclear: true})
 		if err != nil {
 			return err
 		}
 		r.loops = append(r.loops, dev)
-		r.push("detach "+dev.Path(), func(ctx context.Context) error {
+		r.undo.Push("detach "+dev.Path(), func(ctx context.Context) error {
 			err := dev.Detach(ctx)
 			if errors.Is(err, loop.ErrBusy) {
 				return nil // open elsewhere (udev's probe): autoclear detaches it at its last close
@@ -157,7 +149,7 @@ func (r *demoRun) run(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	r.pool = pool
-	r.push("remove pool "+pool.Name()+" and its volume", pool.Teardown)
+	r.undo.Push("remove pool "+pool.Name()+" and its volume", pool.Teardown)
 	r.say("created thin pool %s: %s of data in blocks of %s, low water mark %d blocks, writes queued when full",
 		pool.Name(), size.IEC(c.demoData), size.IEC(uint64(demoBlockSize)*512), demoLWM)
 	if err := pool.CreateThin(ctx, 1); err != nil {
@@ -263,22 +255,7 @@ func (r *demoRun) write(ctx context.Context) error {
 
 // teardown undoes what run made, last first, going on after failures; a
 // Ctrl-C does not stop it.
-func (r *demoRun) teardown(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoTeardown)
-	defer cancel()
-	var errs []error
-	for i := len(r.undo) - 1; i >= 0; i-- {
-		s := r.undo[i]
-		if err := s.fn(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
-			r.say("teardown: %s: FAILED", s.what)
-			continue
-		}
-		r.say("teardown: %s", s.what)
-	}
-	r.undo = nil
-	return errors.Join(errs...)
-}
+func (r *demoRun) teardown(ctx context.Context) error { return r.undo.Run(ctx, demoTeardown) }
 
 func (r *demoRun) close() {
 	for _, l := range r.loops {

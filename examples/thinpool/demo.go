@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/thinp/thinp/examples/internal/size"
+	"github.com/thinp/thinp/examples/internal/undo"
 
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/loop"
@@ -36,7 +37,7 @@ type demo struct {
 	errw io.Writer
 
 	// undo holds the teardown steps, run last first.
-	undo []step
+	undo *undo.Stack
 
 	ctl  *dm.Control
 	lctl *loop.Control
@@ -51,14 +52,8 @@ type demo struct {
 	names              []string // dm devices made, in creation order
 }
 
-// step is one teardown action.
-type step struct {
-	what string // "remove device x", printed once done
-	fn   func(ctx context.Context) error
-}
-
 func newDemo(cfg config, stdout, stderr io.Writer) *demo {
-	return &demo{cfg: cfg, out: stdout, errw: stderr}
+	return &demo{cfg: cfg, out: stdout, errw: stderr, undo: undo.New(stdout)}
 }
 
 // say narrates a step.
@@ -81,14 +76,6 @@ func (d *demo) printErr(err error) {
 	}
 	fmt.Fprintf(d.errw, "thinpool: %v\n", err)
 }
-
-func (d *demo) push(what string, fn func(context.Context) error) {
-	d.undo = append(d.undo, step{what: what, fn: fn})
-}
-
-// pop drops the last teardown step, for a creation that turned out not to
-// be ours.
-func (d *demo) pop() { d.undo = d.undo[:len(d.undo)-1] }
 
 // run makes everything and prints the report. Whatever it made is on
 // d.undo, also when it fails.
@@ -177,7 +164,7 @@ func (d *demo) makeFiles(ctx context.Context) error {
 			return err
 		}
 		d.dir = dir
-		d.push("remove directory "+dir, func(context.Context) error { return os.Remove(dir) })
+		d.undo.Push("remove directory "+dir, func(context.Context) error { return os.Remove(dir) })
 	} else {
 		fi, err := os.Stat(c.dir)
 		if err != nil {
@@ -201,7 +188,7 @@ func (d *demo) makeFiles(ctx context.Context) error {
 			return err
 		}
 		path := f.path
-		d.push("remove file "+path, func(context.Context) error { return os.Remove(path) })
+		d.undo.Push("remove file "+path, func(context.Context) error { return os.Remove(path) })
 		d.say("created sparse file %s (%s)", f.path, size.Human(f.size))
 	}
 	return nil
@@ -225,7 +212,7 @@ func (d *demo) attachLoops(ctx context.Context) error {
 			return err
 		}
 		*f.dev = dev
-		d.push("detach "+dev.Path(), func(ctx context.Context) error {
+		d.undo.Push("detach "+dev.Path(), func(ctx context.Context) error {
 			err := dev.Detach(ctx)
 			dev.Close()
 			if errors.Is(err, loop.ErrBusy) {
@@ -251,7 +238,7 @@ func (d *demo) claim(ctx context.Context, name string, flags ...dm.Flag) error {
 	case !errors.Is(err, dm.ErrNotFound):
 		return err
 	}
-	d.push("remove device "+name, func(ctx context.Context) error {
+	d.undo.Push("remove device "+name, func(ctx context.Context) error {
 		err := d.ctl.Remove(ctx, dm.Name(name), flags...)
 		if errors.Is(err, dm.ErrNotFound) {
 			return nil // a failed create leaves nothing
@@ -283,7 +270,7 @@ func (d *demo) createPool(ctx context.Context) error {
 	pool, err := thin.CreatePool(ctx, d.ctl, name, spec, thin.FormatMetadata(), thin.WithMetadataPath(d.meta.Path()))
 	if err != nil {
 		if errors.Is(err, dm.ErrExists) {
-			d.pop() // someone else's, made since claim
+			d.undo.Pop() // someone else's, made since claim
 		}
 		return err
 	}
@@ -304,7 +291,7 @@ func (d *demo) openCatalog(ctx context.Context) error {
 		return err
 	}
 	d.catDir = dir
-	d.push("remove catalog "+dir, func(context.Context) error {
+	d.undo.Push("remove catalog "+dir, func(context.Context) error {
 		if d.cat != nil {
 			if err := d.cat.Close(); err != nil {
 				return err
@@ -340,7 +327,7 @@ func (d *demo) createVolume(ctx context.Context, key, parent string) error {
 	if err != nil {
 		return err
 	}
-	d.push(fmt.Sprintf("delete volume %s (thin id %d)", key, v.ID), func(ctx context.Context) error {
+	d.undo.Push(fmt.Sprintf("delete volume %s (thin id %d)", key, v.ID), func(ctx context.Context) error {
 		return d.cat.Delete(ctx, key)
 	})
 	if parent == "" {
@@ -471,22 +458,7 @@ func fill(b []byte, tag byte, off uint64) {
 // teardown undoes everything run made, last first, and goes on after a
 // failure. It does not use ctx's cancellation: a Ctrl-C must not stop the
 // cleanup it asked for.
-func (d *demo) teardown(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
-	defer cancel()
-	var errs []error
-	for i := len(d.undo) - 1; i >= 0; i-- {
-		s := d.undo[i]
-		if err := s.fn(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
-			fmt.Fprintf(d.out, "teardown: %s: FAILED\n", s.what)
-			continue
-		}
-		fmt.Fprintf(d.out, "teardown: %s\n", s.what)
-	}
-	d.undo = nil
-	return errors.Join(errs...)
-}
+func (d *demo) teardown(ctx context.Context) error { return d.undo.Run(ctx, teardownTimeout) }
 
 // close releases what the demo holds: the catalog's lock (if -keep left
 // it open), the loop devices (with autoclear they stay attached while a

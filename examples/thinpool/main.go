@@ -232,7 +232,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, openAdvice(os.Geteuid()))
 		}
 		d.printErr(err)
-		if len(d.undo) > 0 {
+		if d.undo.Len() > 0 {
 			fmt.Fprintln(stderr, "thinpool: tearing down")
 		}
 	case cfg.keep:
