@@ -32,27 +32,12 @@ import (
 // and THINP_VM_ARGS (more guest test flags, space separated) narrow a run;
 // THINP_VM_CONSOLE=1 streams the guests' consoles to stdout.
 func TestVM(t *testing.T) {
-	switch {
-	case os.Getenv("THINP_VM") == "0":
-		t.Skip("THINP_VM=0: VM tier disabled")
-	case os.Getenv("THINP_VM") == "1":
-		t.Skip("already inside the VM")
-	case testing.Short() && os.Getenv("THINP_REQUIRE_VM") != "1":
-		t.Skip("-short: VM tier skipped")
-	}
+	host := vmHost(t)
 	settings, err := vm.SettingsFromEnv(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	noCache(t)
-	host, err := vm.FindHost(os.Getenv)
-	if err != nil {
-		var m *vm.MissingError
-		if errors.As(err, &m) && os.Getenv("THINP_REQUIRE_VM") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	if d, ok := t.Deadline(); ok {
 		var cancel context.CancelFunc
@@ -231,4 +216,27 @@ func appending(pid, fd int) bool {
 		}
 	}
 	return false
+}
+
+// vmHost returns what a test that boots a VM needs, or skips it: under
+// THINP_VM=0, inside the VM, with -short, and when QEMU or a kernel is
+// missing, unless THINP_REQUIRE_VM=1 (then a missing piece fails it).
+func vmHost(t *testing.T) *vm.Host {
+	switch {
+	case os.Getenv("THINP_VM") == "0":
+		t.Skip("THINP_VM=0: VM tier disabled")
+	case os.Getenv("THINP_VM") == "1":
+		t.Skip("already inside the VM")
+	case testing.Short() && os.Getenv("THINP_REQUIRE_VM") != "1":
+		t.Skip("-short: VM tier skipped")
+	}
+	host, err := vm.FindHost(os.Getenv)
+	if err != nil {
+		var m *vm.MissingError
+		if errors.As(err, &m) && os.Getenv("THINP_REQUIRE_VM") != "1" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	return host
 }

@@ -3,7 +3,6 @@ package vm_test
 import (
 	"bufio"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,21 +24,7 @@ import (
 // at once: it skips where TestVM skips (THINP_VM=0, -short, no QEMU
 // or kernel unless THINP_REQUIRE_VM=1, inside the VM).
 func TestVMRunInterrupt(t *testing.T) {
-	switch {
-	case os.Getenv("THINP_VM") == "0":
-		t.Skip("THINP_VM=0: VM tier disabled")
-	case os.Getenv("THINP_VM") == "1":
-		t.Skip("already inside the VM")
-	case testing.Short() && os.Getenv("THINP_REQUIRE_VM") != "1":
-		t.Skip("-short: VM tier skipped")
-	}
-	if _, err := vm.FindHost(os.Getenv); err != nil {
-		var m *vm.MissingError
-		if errors.As(err, &m) && os.Getenv("THINP_REQUIRE_VM") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
+	vmHost(t)
 	root, err := vm.FindModuleRoot(".")
 	if err != nil {
 		t.Fatal(err)
