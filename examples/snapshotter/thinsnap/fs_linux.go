@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"unsafe"
 
@@ -36,13 +37,12 @@ func (e *FSError) Error() string {
 func (e *FSError) Unwrap() error { return e.Err }
 
 // systemFS formats with the system's mkfs and readies the root with a
-// temporary mount.
+// temporary mount of its own.
 type systemFS struct{}
 
 // Format runs mkfs.ext4 -E options dev (mkfs.xfs options... dev), then
-// mounts the new file system on a temporary directory to remove
-// lost+found and set the root's mode to 0755, so that a snapshot of it is
-// an empty directory.
+// readies its root (readyRoot), so that a snapshot of it is an empty
+// directory.
 func (systemFS) Format(ctx context.Context, dev, fs, options string) error {
 	var cmd *exec.Cmd
 	switch fs {
@@ -62,28 +62,56 @@ func (systemFS) Format(ctx context.Context, dev, fs, options string) error {
 	if err := cmd.Run(); err != nil {
 		return &FSError{Op: filepath.Base(cmd.Path), Device: dev, Output: out.String(), Err: err}
 	}
-	dir, err := os.MkdirTemp("", "thinsnap-base-")
-	if err != nil {
-		return &FSError{Op: "mount", Device: dev, Err: err}
-	}
-	defer os.Remove(dir)
-	if err := unix.Mount(dev, dir, fs, 0, ""); err != nil {
-		return &FSError{Op: "mount", Device: dev, Err: err}
-	}
-	err = os.Remove(filepath.Join(dir, "lost+found"))
-	if errors.Is(err, os.ErrNotExist) {
-		err = nil
-	}
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if uerr := unix.Unmount(dir, 0); uerr != nil {
-		return &FSError{Op: "unmount", Device: dev, Err: errors.Join(err, uerr)}
-	}
-	if err != nil {
-		return &FSError{Op: "ready root of", Device: dev, Err: err}
-	}
-	return nil
+	return readyRoot(dev, fs)
+}
+
+// readyRoot mounts the new file system dev, removes its lost+found and
+// sets its root's mode to 0755. The mount is made in a mount namespace of
+// its own, on an OS thread that ends with it: no other process sees it,
+// and a crash at any instant (the snapshotter killed between mount and
+// unmount) leaves no mount holding the base volume's device open, since
+// the namespace dies with the thread. It is mounted over the temporary
+// directory, hidden from that namespace alone, so nothing is made on the
+// host's file systems either.
+func readyRoot(dev, fs string) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the runtime ends a thread whose goroutine exits
+		// locked, and the namespace with it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			errc <- &FSError{Op: "unshare mount namespace for", Device: dev, Err: err}
+			return
+		}
+		// Mounts made here must not propagate back to the host's.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			errc <- &FSError{Op: "make mounts private for", Device: dev, Err: err}
+			return
+		}
+		dir := os.TempDir()
+		if err := unix.Mount(dev, dir, fs, 0, ""); err != nil {
+			errc <- &FSError{Op: "mount", Device: dev, Err: err}
+			return
+		}
+		err := os.Remove(filepath.Join(dir, "lost+found"))
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
+		// Unmounted now, not at the thread's end, so that the device is
+		// closed when Format returns.
+		if uerr := unix.Unmount(dir, 0); uerr != nil {
+			errc <- &FSError{Op: "unmount", Device: dev, Err: errors.Join(err, uerr)}
+			return
+		}
+		if err != nil {
+			err = &FSError{Op: "ready root of", Device: dev, Err: err}
+		}
+		errc <- err
+	}()
+	return <-errc
 }
 
 // Discard discards every block of dev (BLKDISCARD over its whole size).
