@@ -35,6 +35,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	}
 	var subs []*subject
 	defer func() {
+		setPhase("clean-up")
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		for _, s := range subs {
@@ -86,6 +87,7 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 	// Ops run to their end: an interrupt is seen between them.
 	opCtx := context.WithoutCancel(ctx)
 	for _, s := range subs {
+		setPhase("warm-up %s", s.name)
 		t0 := time.Now()
 		if err := warmUp(opCtx, s.sn); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", s.name, err)
@@ -119,6 +121,7 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 		}},
 	}
 	for _, ph := range phases {
+		setPhase("%s", ph.name)
 		e.settle(ctx)
 		res, err := serial(ctx, subs, cfg.N, ph.op)
 		if err != nil {
@@ -127,6 +130,7 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 		report(out, ph.name, res[0], res[1])
 	}
 	for _, s := range subs {
+		setPhase("removing the views (%s), untimed", s.name)
 		if err := removeKeys(ctx, s.sn, "view/%d", cfg.N); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -136,6 +140,7 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 		var res [2]*sample
 		keys := fmt.Sprintf("start-g%d/%%d", g)
 		for k, s := range subs {
+			setPhase("start-g%d %s", g, s.name)
 			e.settle(ctx)
 			r, err := start(ctx, s.sn, keys, cfg.Containers, g)
 			if err != nil {
@@ -145,6 +150,7 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 		}
 		report(out, fmt.Sprintf("start-g%d", g), res[0], res[1])
 		if gi == 0 {
+			setPhase("remove-active")
 			e.settle(ctx)
 			rm, err := serial(ctx, subs, cfg.Containers, func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
 				return sn.Remove(ctx, fmt.Sprintf(keys, i))
@@ -156,6 +162,7 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 			continue
 		}
 		for _, s := range subs {
+			setPhase("removing start-g%d's snapshots (%s), untimed", g, s.name)
 			if err := removeKeys(ctx, s.sn, keys, cfg.Containers); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}

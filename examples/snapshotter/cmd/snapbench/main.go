@@ -87,6 +87,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/log"
 )
@@ -238,7 +239,10 @@ func child(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopBeat := make(chan struct{})
+	go heartbeat(os.Stderr, 20*time.Second, stopBeat)
 	err = run(ctx, cfg, os.Stdout)
+	close(stopBeat)
 	switch {
 	case ctx.Err() != nil:
 		fmt.Fprintf(os.Stderr, "snapbench: interrupted; cleaned up\n")

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -149,5 +150,45 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestHeartbeat(t *testing.T) {
+	var out syncBuffer
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	setPhase("start-g%d %s", 8, "devmapper")
+	go func() { heartbeat(&out, time.Millisecond, stop); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "snapbench: start-g8 devmapper (") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	<-done
+	if !strings.Contains(out.String(), "snapbench: start-g8 devmapper (") {
+		t.Fatalf("heartbeat wrote %q, want the phase", out.String())
+	}
+	n := len(out.String())
+	time.Sleep(20 * time.Millisecond)
+	if len(out.String()) != n {
+		t.Error("heartbeat wrote after stop")
 	}
 }
