@@ -38,10 +38,18 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		setPhase("clean-up")
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
+		var cerr error
 		for _, s := range subs {
-			err = errors.Join(err, s.shutdown(cctx))
+			cerr = errors.Join(cerr, s.shutdown(cctx))
 		}
-		err = errors.Join(err, e.teardown())
+		cerr = errors.Join(cerr, e.teardown())
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Interrupted between ops: the caller says so; what
+			// matters is whether the clean-up worked.
+			err = cerr
+			return
+		}
+		err = errors.Join(err, cerr)
 	}()
 	tp, err := e.makePool(ctx, "thinp")
 	if err != nil {

@@ -90,6 +90,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/thinp/thinp/udev"
 )
 
 // childEnv marks the re-run child, which does the work.
@@ -237,6 +239,13 @@ func child(args []string) int {
 			return 1
 		}
 	}
+	if !udev.Detect().UdevRunning && os.Getenv("DM_DISABLE_UDEV") == "" {
+		// Debian's dmsetup leaves /dev/mapper nodes to udev's rules unless
+		// told otherwise: without udevd, the devmapper snapshotter's first
+		// mkfs would find no node.
+		os.Setenv("DM_DISABLE_UDEV", "1")
+		fmt.Fprintln(os.Stderr, "snapbench: udevd is not running: DM_DISABLE_UDEV=1 for dmsetup")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stopBeat := make(chan struct{})
@@ -244,11 +253,11 @@ func child(args []string) int {
 	err = run(ctx, cfg, os.Stdout)
 	close(stopBeat)
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && err == nil:
 		fmt.Fprintf(os.Stderr, "snapbench: interrupted; cleaned up\n")
-		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(os.Stderr, "snapbench: %+v\n", err)
-		}
+		return exitInterrupted
+	case ctx.Err() != nil:
+		fmt.Fprintf(os.Stderr, "snapbench: interrupted; clean-up: %+v\n", err)
 		return exitInterrupted
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "snapbench: %+v\n", err)
