@@ -201,13 +201,18 @@ func TestIntegrationCrash(t *testing.T) {
 	if err := removeAll(ctx, sn); err != nil {
 		t.Fatalf("remove every snapshot: %+v", err)
 	}
+	// What is left is the base volume, unless the last kill came after
+	// an unformatted base was deleted and before it was made again.
 	cat := sn.Catalog()
-	if vs := cat.List(); len(vs) != 1 || vs[0].Key != "base" {
-		t.Errorf("after removing every snapshot the catalog holds %+v, want the base volume only", vs)
+	vs := cat.List()
+	if len(vs) > 1 || len(vs) == 1 && vs[0].Key != "base" {
+		t.Errorf("after removing every snapshot the catalog holds %+v, want the base volume at most", vs)
 	}
 	r.Verify(cat)
-	if err := cat.Delete(ctx, "base"); err != nil {
-		t.Fatal(err)
+	for _, v := range vs {
+		if err := cat.Delete(ctx, v.Key); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := sn.Close(); err != nil {
 		t.Fatal(err)
