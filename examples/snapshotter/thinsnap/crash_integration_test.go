@@ -140,7 +140,8 @@ func snapChild(e *crashtest.ChildEnv) int {
 }
 
 // TestIntegrationCrash kills the snapshotter 100 times during Prepare,
-// View, Commit and Remove (and while a snapshot is mounted). After each
+// View, Commit and Remove (and while a snapshot is mounted); the first ten
+// kills mostly interrupt the making of the base volume. After each
 // kill the snapshotter is opened again: Walk shows the state before or
 // after the interrupted operation, the interrupted snapshot (if it exists
 // and is not committed) mounts, every committed snapshot is inactive, and
@@ -161,7 +162,26 @@ func TestIntegrationCrash(t *testing.T) {
 	tally := map[string]int{}
 	n := crashtest.Kills(100)
 	for i := 0; i < n; i++ {
-		lines := r.RunChild(i, 500*time.Millisecond, nil)
+		if i == n/10 {
+			// The first kills land mostly in the making of the base volume
+			// (mkfs and its root readied), slower under TCG and udev than
+			// the kill window: make it now, so that the rest land in the
+			// snapshot calls.
+			sn, err := thinsnap.Open(ctx, crashConfig(tp.Name(), r.Dir))
+			if err != nil {
+				t.Fatalf("open: %+v", err)
+			}
+			if _, err := sn.View(ctx, "warm", ""); err != nil {
+				t.Fatalf("view of the base: %+v", err)
+			}
+			if err := sn.Remove(ctx, "warm"); err != nil {
+				t.Fatal(err)
+			}
+			if err := sn.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lines := r.RunChild(i, 1500*time.Millisecond, nil)
 		// containerd unmounts what it mounted; the killed child cannot.
 		if err := mount.UnmountAll(mnt, 0); err != nil {
 			t.Fatalf("unmount %s: %v", mnt, err)
