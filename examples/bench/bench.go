@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/examples/internal/tool"
 )
 
 // method is one of the three ways each workload runs.
@@ -124,7 +125,7 @@ type bench struct {
 func run(ctx context.Context, cfg config) (err error) {
 	dmsetupPath := cfg.Dmsetup
 	if dmsetupPath == "" {
-		if dmsetupPath, err = lookTool("dmsetup"); err != nil {
+		if dmsetupPath, err = tool.Look("dmsetup"); err != nil {
 			return err
 		}
 	}

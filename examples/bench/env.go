@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/examples/internal/tool"
 	"github.com/thinp/thinp/loop"
 	"github.com/thinp/thinp/udev"
 )
@@ -66,7 +67,7 @@ func setup(ctx context.Context, cfg config) (_ *env, err error) {
 		}
 	}()
 	if e.udev.UdevRunning {
-		e.udevadm, _ = lookTool("udevadm")
+		e.udevadm, _ = tool.Look("udevadm")
 	}
 	if cfg.Dir != "" {
 		e.dir = cfg.Dir
@@ -239,19 +240,4 @@ func removeByPrefix(ctx context.Context, ctl *dm.Control, prefix, pool string, l
 		}
 	}
 	return verr
-}
-
-// lookTool finds a program in PATH or in the sbin and bin directories
-// (dmsetup lives in /sbin, which a user's PATH may lack).
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in PATH or the sbin directories", name)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/thinp/thinp/dm"
+	"github.com/thinp/thinp/examples/internal/tool"
 	"github.com/thinp/thinp/loop"
 	"github.com/thinp/thinp/thin"
 	"github.com/thinp/thinp/udev"
@@ -53,7 +54,7 @@ func newEnv(cfg config) (*env, error) {
 		}
 	}
 	if udev.Detect().UdevRunning {
-		e.udevadm, _ = lookTool("udevadm")
+		e.udevadm, _ = tool.Look("udevadm")
 	}
 	var err error
 	if e.dir, err = os.MkdirTemp(cfg.Dir, cfg.Prefix+"*"); err != nil {
@@ -194,18 +195,4 @@ func (e *env) removeDevices(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// lookTool finds a program in PATH or in the sbin and bin directories.
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in PATH or the sbin directories", name)
 }

@@ -95,6 +95,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/thinp/thinp/examples/internal/tool"
 	"github.com/thinp/thinp/udev"
 )
 
@@ -270,14 +271,14 @@ func child(args []string) int {
 	return 0
 }
 
-// ensurePath makes sure tool is found in PATH, as the devmapper
-// snapshotter runs it by bare name: a PATH without the sbin directories
-// gets the tool's directory added.
-func ensurePath(tool string) error {
-	if _, err := exec.LookPath(tool); err == nil {
+// ensurePath makes sure the program name is found in PATH, as the
+// devmapper snapshotter runs it by bare name: a PATH without the sbin
+// directories gets the program's directory added.
+func ensurePath(name string) error {
+	if _, err := exec.LookPath(name); err == nil {
 		return nil
 	}
-	p, err := lookTool(tool)
+	p, err := tool.Look(name)
 	if err != nil {
 		return err
 	}
