@@ -54,7 +54,7 @@
 //	THINP_VM_CACHE          where .ci/vm-setup unpacks kernels (default /var/cache/thinp-vm)
 //	THINP_VM_QEMU           qemu-system-x86_64 to use
 //	THINP_VM_ACCEL          kvm or tcg, instead of probing
-//	THINP_VM_TIMEOUT        time limit per boot (default 20m)
+//	THINP_VM_TIMEOUT        time limit per boot (default 30m)
 //	THINP_VM_SILENCE        how long a guest lives without progress (default 90s)
 //	THINP_VM_MEMORY, THINP_VM_CPUS  guest size (default 2048 MiB, 2)
 //	THINP_VM_CPU_MODEL      QEMU's -cpu (default max)

@@ -317,7 +317,7 @@ func (s *troubleScanner) found() []string {
 func Boot(ctx context.Context, cfg BootConfig) (*Outcome, error) {
 	o := &Outcome{Udev: cfg.Udev, Accel: cfg.Accel, job: -1}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 20 * time.Minute
+		cfg.Timeout = 30 * time.Minute
 	}
 	silence := cfg.Silence
 	if silence <= 0 {

@@ -19,7 +19,9 @@ import (
 // Settings are the knobs of a VM run, usually read from the environment by
 // SettingsFromEnv.
 type Settings struct {
-	// Timeout bounds each boot (THINP_VM_TIMEOUT, a Go duration; default 20m).
+	// Timeout bounds each boot (THINP_VM_TIMEOUT, a Go duration; default
+	// 30m: the boot with udevd runs every package's tests, about 16
+	// minutes under TCG).
 	Timeout time.Duration
 	// Silence is how long a guest may send nothing before it is killed
 	// (THINP_VM_SILENCE; default 90s).
@@ -40,7 +42,7 @@ type Settings struct {
 
 // SettingsFromEnv reads Settings from the environment through getenv.
 func SettingsFromEnv(getenv func(string) string) (Settings, error) {
-	s := Settings{Timeout: 20 * time.Minute, Silence: 90 * time.Second, MemoryMiB: 2048, CPUs: 2}
+	s := Settings{Timeout: 30 * time.Minute, Silence: 90 * time.Second, MemoryMiB: 2048, CPUs: 2}
 	var err error
 	dur := func(key string, d *time.Duration) {
 		if v := getenv(key); v != "" && err == nil {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"unsafe"
 
@@ -65,53 +64,66 @@ func (systemFS) Format(ctx context.Context, dev, fs, options string) error {
 	return readyRoot(dev, fs)
 }
 
-// readyRoot mounts the new file system dev, removes its lost+found and
-// sets its root's mode to 0755. The mount is made in a mount namespace of
-// its own, on an OS thread that ends with it: no other process sees it,
-// and a crash at any instant (the snapshotter killed between mount and
-// unmount) leaves no mount holding the base volume's device open, since
-// the namespace dies with the thread. It is mounted over the temporary
-// directory, hidden from that namespace alone, so nothing is made on the
-// host's file systems either.
+// baseMountPrefix starts the name of the temporary directory the base's
+// file system is mounted on while its root is readied.
+const baseMountPrefix = "thinsnap-base-"
+
+// readyRoot mounts the new file system dev on a temporary directory,
+// removes its lost+found, sets its root's mode to 0755 and unmounts it.
+// A crash between mount and unmount leaves the mount behind: the
+// snapshotter then finds the base unformatted and removes such a mount
+// first (unmountStale). (A private mount namespace would not do in a
+// threaded process: it copies every mount the process sees at that
+// instant, holding other snapshots' devices open while it lives.)
 func readyRoot(dev, fs string) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the runtime ends a thread whose goroutine exits
-		// locked, and the namespace with it.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			errc <- &FSError{Op: "unshare mount namespace for", Device: dev, Err: err}
-			return
+	dir, err := os.MkdirTemp("", baseMountPrefix)
+	if err != nil {
+		return &FSError{Op: "mount", Device: dev, Err: err}
+	}
+	defer os.Remove(dir)
+	if err := unix.Mount(dev, dir, fs, 0, ""); err != nil {
+		return &FSError{Op: "mount", Device: dev, Err: err}
+	}
+	err = os.Remove(filepath.Join(dir, "lost+found"))
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if uerr := unix.Unmount(dir, 0); uerr != nil {
+		return &FSError{Op: "unmount", Device: dev, Err: errors.Join(err, uerr)}
+	}
+	if err != nil {
+		return &FSError{Op: "ready root of", Device: dev, Err: err}
+	}
+	return nil
+}
+
+// UnmountStale unmounts what readyRoot left mounted of the device
+// major:minor when a crash stopped it, and removes the directories: the
+// mounts of that device on a directory named baseMountPrefix*, read
+// from /proc/self/mountinfo.
+func (systemFS) UnmountStale(major, minor uint32) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return &FSError{Op: "read mounts for", Device: fmt.Sprintf("%d:%d", major, minor), Err: err}
+	}
+	want := fmt.Sprintf("%d:%d", major, minor)
+	var errs []error
+	for _, line := range strings.Split(string(b), "\n") {
+		// mount ID, parent ID, major:minor, root, mount point, ...
+		f := strings.Fields(line)
+		if len(f) < 5 || f[2] != want || !strings.HasPrefix(filepath.Base(f[4]), baseMountPrefix) {
+			continue
 		}
-		// Mounts made here must not propagate back to the host's.
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			errc <- &FSError{Op: "make mounts private for", Device: dev, Err: err}
-			return
+		if err := unix.Unmount(f[4], 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, &FSError{Op: "unmount stale " + f[4] + " of", Device: want, Err: err})
+			continue
 		}
-		dir := os.TempDir()
-		if err := unix.Mount(dev, dir, fs, 0, ""); err != nil {
-			errc <- &FSError{Op: "mount", Device: dev, Err: err}
-			return
-		}
-		err := os.Remove(filepath.Join(dir, "lost+found"))
-		if errors.Is(err, os.ErrNotExist) {
-			err = nil
-		}
-		if err == nil {
-			err = os.Chmod(dir, 0o755)
-		}
-		// Unmounted now, not at the thread's end, so that the device is
-		// closed when Format returns.
-		if uerr := unix.Unmount(dir, 0); uerr != nil {
-			errc <- &FSError{Op: "unmount", Device: dev, Err: errors.Join(err, uerr)}
-			return
-		}
-		if err != nil {
-			err = &FSError{Op: "ready root of", Device: dev, Err: err}
-		}
-		errc <- err
-	}()
-	return <-errc
+		os.Remove(f[4])
+	}
+	return errors.Join(errs...)
 }
 
 // Discard discards every block of dev (BLKDISCARD over its whole size).

@@ -82,6 +82,9 @@ type formatter interface {
 	Format(ctx context.Context, dev, fs, options string) error
 	// Discard discards every block of the device node dev.
 	Discard(ctx context.Context, dev string) error
+	// UnmountStale unmounts what a Format a crash stopped left mounted of
+	// the device major:minor.
+	UnmountStale(major, minor uint32) error
 }
 
 // Snapshotter is a containerd snapshots.Snapshotter (and snapshots.Cleaner)
@@ -515,6 +518,16 @@ func (s *Snapshotter) base(ctx context.Context) (catalog.Volume, error) {
 		return v, nil
 	}
 	if err == nil {
+		// A crash in Format may have left the base mounted.
+		if v.State == catalog.Active {
+			info, err := s.cat.Pool().Control().Info(ctx, dm.Name(v.Device))
+			if err == nil {
+				err = s.fs.UnmountStale(info.Dev.Major, info.Dev.Minor)
+			}
+			if err != nil && !errors.Is(err, dm.ErrNotFound) {
+				return v, fmt.Errorf("base volume left unformatted: %w", err)
+			}
+		}
 		if err := s.cat.Delete(ctx, baseKey); err != nil {
 			return v, fmt.Errorf("base volume left unformatted: %w", err)
 		}

@@ -3,6 +3,7 @@ package thinsnap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -23,6 +24,7 @@ import (
 type fakeFS struct {
 	formats    []string
 	discards   []string
+	stale      []string // devices whose stale mounts were asked to go
 	failFormat error
 }
 
@@ -37,6 +39,11 @@ func (f *fakeFS) Format(ctx context.Context, dev, fs, options string) error {
 
 func (f *fakeFS) Discard(ctx context.Context, dev string) error {
 	f.discards = append(f.discards, dev)
+	return nil
+}
+
+func (f *fakeFS) UnmountStale(major, minor uint32) error {
+	f.stale = append(f.stale, fmt.Sprintf("%d:%d", major, minor))
 	return nil
 }
 
@@ -207,8 +214,19 @@ func TestUnformattedBaseIsRemade(t *testing.T) {
 	if _, err := r.cat.Create(r.ctx, baseKey, thin.Size(16<<20), catalog.WithLabels(map[string]string{LabelFSType: "ext4"})); err != nil {
 		t.Fatal(err)
 	}
+	// Active, as a crash in Format leaves it: its stale mount goes first.
+	if _, err := r.cat.Activate(r.ctx, baseKey); err != nil {
+		t.Fatal(err)
+	}
 	old, _ := r.cat.Get(baseKey)
+	info, err := r.pool.Control().Info(r.ctx, dm.Name(old.Device))
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.prepare("a", "", nil)
+	if want := fmt.Sprintf("%d:%d", info.Dev.Major, info.Dev.Minor); len(r.fs.stale) != 1 || r.fs.stale[0] != want {
+		t.Fatalf("stale mounts removed of %q, want of %s", r.fs.stale, want)
+	}
 	base, err := r.cat.Get(baseKey)
 	if err != nil {
 		t.Fatal(err)
