@@ -328,11 +328,10 @@ type idLock struct {
 
 // lock locks ids (in increasing order, each once) and returns the unlock.
 func (l *idLocks) lock(ids ...DeviceID) (unlock func()) {
-	if len(ids) == 2 && ids[0] > ids[1] {
-		ids = []DeviceID{ids[1], ids[0]}
-	}
-	if len(ids) == 2 && ids[0] == ids[1] {
-		ids = ids[:1]
+	if len(ids) > 1 {
+		ids = slices.Clone(ids)
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
 	}
 	held := make([]*idLock, len(ids))
 	l.mu.Lock()

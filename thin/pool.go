@@ -32,6 +32,7 @@ type Pool struct {
 
 	mu      sync.RWMutex        // held shared by per-id operations, alone by reloads, transactions and pool-wide messages
 	ids     idLocks             // orders the operations on one thin id
+	tmu     sync.Mutex          // one Transaction at a time (under mu shared)
 	holders holderCache         // what this package's volumes among the pool's holders map
 	omu     sync.Mutex          // guards origins
 	origins map[DeviceID]dm.Dev // external origins learnt for thin ids

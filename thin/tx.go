@@ -115,8 +115,10 @@ type TxResult struct {
 // fails (another process moved the id: ErrTransactionMismatch), the whole
 // batch is applied but the id is not advanced.
 //
-// Transactions of one Pool value are serialised with each other and with
-// its other changes; other processes are detected through the id only.
+// Transactions of one Pool value run one at a time, and each excludes the
+// other operations on the thin ids it names (a snapshot's origin among
+// them); operations on other ids, activations say, go on beside it. Other
+// processes are detected through the transaction id only.
 func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, opts ...TxOption) (TxResult, error) {
 	op := "transaction " + strconv.FormatUint(tid, 10)
 	var c txConfig
@@ -145,8 +147,18 @@ func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, 
 		}
 	}
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	var ids []DeviceID
+	for _, o := range tx.ops {
+		ids = append(ids, o.id)
+		if o.kind == txCreateSnap {
+			ids = append(ids, o.origin)
+		}
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	p.tmu.Lock()
+	defer p.tmu.Unlock()
+	defer p.ids.lock(ids...)()
 	st, err := p.checkMessages(ctx, op)
 	if err != nil {
 		return res, err
@@ -160,17 +172,17 @@ func (p *Pool) Transaction(ctx context.Context, tid uint64, fn func(*Tx) error, 
 		return res, refused(op, p.name, ErrTransactionMismatch, unix.EINVAL, "the pool is at transaction %d, not %d", st.TransactionID, tid)
 	}
 	var active thinDevices
-	var ids []DeviceID
+	var created []DeviceID // the ids whose activity decides a message
 	for _, o := range tx.ops {
 		switch o.kind {
 		case txCreateThin:
-			ids = append(ids, o.id)
+			created = append(created, o.id)
 		case txCreateSnap:
-			ids = append(ids, o.id, o.origin)
+			created = append(created, o.id, o.origin)
 		}
 	}
-	if len(ids) > 0 {
-		if active, err = p.activeThins(ctx, op, ids...); err != nil {
+	if len(created) > 0 {
+		if active, err = p.activeThins(ctx, op, created...); err != nil {
 			return res, err
 		}
 	}

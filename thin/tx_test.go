@@ -235,3 +235,53 @@ func TestTransactionLostCAS(t *testing.T) {
 	}
 	is(t, p.CreateThin(e.ctx, 1), ErrIDInUse)
 }
+
+// A transaction runs beside an activation of an id it does not name, and
+// waits for one of an id it does.
+func TestTransactionBesideActivation(t *testing.T) {
+	e := newEnv(t)
+	p := e.pool()
+	ctx := e.ctx
+	ok(t, p.CreateThin(ctx, 1))
+	inCreate := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	e.k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
+		if cmd == ioctl.CmdDevCreate && h.Name == "vol1" {
+			once.Do(func() { close(inCreate) })
+			<-release
+		}
+		return nil
+	})
+	activated := make(chan error, 1)
+	go func() {
+		_, err := p.Activate(ctx, "vol1", 1, 2048)
+		activated <- err
+	}()
+	<-inCreate
+	// Id 2 is free to change while vol1's activation is in the kernel.
+	if _, err := p.Transaction(ctx, 0, func(tx *Tx) error { tx.CreateThin(2); return nil }); err != nil {
+		t.Fatalf("transaction beside an activation: %+v", err)
+	}
+	// A snapshot of id 1 waits for its activation, then sees it active.
+	snapped := make(chan error, 1)
+	go func() {
+		_, err := p.Transaction(ctx, 1, func(tx *Tx) error { tx.CreateSnapshot(3, 1); return nil })
+		snapped <- err
+	}()
+	close(release)
+	ok(t, <-activated)
+	ok(t, <-snapped)
+	e.k.SetBeforeIoctl(nil)
+	// Had the snapshot not waited, it would have found id 1 inactive and
+	// not suspended it (the origin is suspended by its device number).
+	suspended := false
+	for _, c := range e.k.Calls() {
+		if c.Cmd == ioctl.CmdDevSuspend && c.Header.Name != "pool" && c.Header.Flags&ioctl.FlagSuspend != 0 && c.Err == nil {
+			suspended = true
+		}
+	}
+	if !suspended {
+		t.Error("the snapshot of an origin being activated did not suspend it")
+	}
+}

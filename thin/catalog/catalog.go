@@ -146,7 +146,8 @@ type Config struct {
 }
 
 // Catalog is a crash-proof catalog of the volumes of one pool, kept in a
-// directory. It is safe for concurrent use; its changes are serialised.
+// directory. It is safe for concurrent use (see the package documentation,
+// Concurrency).
 type Catalog struct {
 	pool *thin.Pool
 	ctl  *dm.Control
@@ -170,10 +171,17 @@ type Catalog struct {
 	children map[thin.DeviceID]map[*Volume]struct{} // by the parent's id: the snapshots of the volume that holds it
 	deferred map[thin.DeviceID]*Deferred
 	foreign  map[thin.DeviceID]bool // ids the pool had that the catalog did not know
-	pending  *record                // an operation begun and not settled
-	drift    error                  // why changes are refused until Repair
-	failed   error                  // a journal write failed: the catalog must be reopened
-	closed   bool
+	// open holds the operations begun and not ended: those in flight (see
+	// busy) and those a crash, or a failure to settle, left (unsettled).
+	open map[uint64]*record
+	// busy holds the keys whose activation or deactivation runs without
+	// mu, with the seq of its record: other calls on such a key wait on
+	// idle, calls on other keys go on.
+	busy   map[string]uint64
+	idle   sync.Cond // on mu: broadcast when a key leaves busy
+	drift  error     // why changes are refused until Repair
+	failed error     // a journal write failed: the catalog must be reopened
+	closed bool
 }
 
 // Open opens the catalog kept in dir for pool, creating dir and an empty
@@ -222,8 +230,11 @@ func Open(ctx context.Context, pool *thin.Pool, dir string, opts ...Option) (*Ca
 		children: map[thin.DeviceID]map[*Volume]struct{}{},
 		deferred: map[thin.DeviceID]*Deferred{},
 		foreign:  map[thin.DeviceID]bool{},
+		open:     map[uint64]*record{},
+		busy:     map[string]uint64{},
 		nextID:   1,
 	}
+	c.idle.L = &c.mu
 	if err := c.load(ctx); err != nil {
 		c.j.close()
 		lf.Close()
@@ -277,26 +288,32 @@ func (c *Catalog) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
+	// Records at or below the state's seq are in it already: compaction
+	// runs with nothing open, so an old journal a crash left beside a new
+	// state holds only such records. Operations may interleave: an
+	// activation's outcome can follow other operations begun after it.
+	stateSeq := c.seq
 	for _, r := range rs {
-		if r.Seq <= c.seq && c.pending == nil {
-			continue // already in the state file
+		if r.Seq <= stateSeq {
+			continue
 		}
 		switch r.Kind {
 		case "op":
-			if c.pending != nil {
-				return fmt.Errorf("%w: %s: operation %d begun while %d was open", ErrCorrupt, path, r.Seq, c.pending.Seq)
+			if r.Seq <= c.seq || r.Op == nil {
+				return fmt.Errorf("%w: %s: operation %d out of order", ErrCorrupt, path, r.Seq)
 			}
 			rec := r
-			c.pending = &rec
+			c.open[r.Seq] = &rec
 			c.seq = r.Seq
 		case "done", "undo":
-			if c.pending == nil || c.pending.Seq != r.Seq {
+			rec := c.open[r.Seq]
+			if rec == nil {
 				return fmt.Errorf("%w: %s: outcome of operation %d, which is not open", ErrCorrupt, path, r.Seq)
 			}
 			if r.Kind == "done" {
-				c.apply(c.pending.Op)
+				c.apply(rec.Op)
 			}
-			c.pending = nil
+			delete(c.open, r.Seq)
 		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
@@ -336,7 +353,7 @@ func (c *Catalog) writeSnapshot() error {
 // journal holds more records than the state has volumes (and at least
 // compactEvery), so that the work per operation stays flat.
 func (c *Catalog) compact() error {
-	if c.pending != nil || c.j.records < compactEvery || c.j.records < len(c.vols) {
+	if len(c.open) > 0 || c.j.records < compactEvery || c.j.records < len(c.vols) {
 		return nil
 	}
 	if err := c.writeSnapshot(); err != nil {
@@ -375,10 +392,12 @@ func (c *Catalog) sortedDeferred() []*Deferred {
 	return ds
 }
 
-// Close releases the directory. It does not deactivate volumes.
+// Close releases the directory, once the activations and deactivations
+// in flight have ended. It does not deactivate volumes.
 func (c *Catalog) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitQuiet()
 	if c.closed {
 		return nil
 	}

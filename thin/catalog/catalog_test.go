@@ -922,3 +922,135 @@ func TestUnsettledOperationThenRepair(t *testing.T) {
 	must(t, err)
 	must(t, c.Close())
 }
+
+// Activations of different volumes overlap: n of them are held inside the
+// kernel at once, and meanwhile the pool changes and a deactivation of one
+// of them waits for it. A crash at that instant (the directory as it was
+// then) leaves n open journal records interleaved with finished ones; Open
+// settles each from the kernel's state.
+func TestActivationsOverlap(t *testing.T) {
+	const n = 8
+	w := newWorld(t, catalog.WithMinFreeSpace(0))
+	c := w.open()
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("v%d", i)
+		if _, err := c.Create(w.ctx, keys[i], 2048); err != nil {
+			t.Fatalf("%+v", err)
+		}
+	}
+	var mu sync.Mutex
+	arrived := 0
+	all := make(chan struct{})
+	release := make(chan struct{})
+	fails := map[string]bool{}
+	w.k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
+		if cmd != ioctl.CmdDevCreate {
+			return nil
+		}
+		mu.Lock()
+		arrived++
+		if arrived == n {
+			close(all)
+		}
+		mu.Unlock()
+		<-release
+		if fails[h.Name] {
+			return unix.EIO
+		}
+		return nil
+	})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.Activate(w.ctx, k)
+		}()
+	}
+	select {
+	case <-all:
+	case <-time.After(time.Minute):
+		mu.Lock()
+		t.Fatalf("only %d of %d activations reached the kernel together: they do not overlap", arrived, n)
+	}
+	// While all n are in the kernel: the pool changes, other keys change.
+	if _, err := c.Create(w.ctx, "other", 2048); err != nil {
+		t.Fatalf("create beside activations: %+v", err)
+	}
+	if _, err := c.Snapshot(w.ctx, "other-snap", "other"); err != nil {
+		t.Fatalf("snapshot beside activations: %+v", err)
+	}
+	if err := c.SetLabels(w.ctx, "other", map[string]string{"a": "b"}); err != nil {
+		t.Fatalf("labels beside activations: %+v", err)
+	}
+	for _, k := range keys {
+		if v, err := c.Get(k); err != nil || v.State != catalog.Inactive {
+			t.Fatalf("%s in flight: %+v, %v; want inactive until it ends", k, v, err)
+		}
+	}
+	// The instant of the crash, as a copy of the directory.
+	crashDir := t.TempDir()
+	ents, err := os.ReadDir(w.dir)
+	must(t, err)
+	for _, e := range ents {
+		if e.Name() == "lock" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(w.dir, e.Name()))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(crashDir, e.Name()), b, 0o600))
+	}
+	// A deactivation of v0 waits for its activation, then undoes it.
+	deact := make(chan error, 1)
+	go func() { deact <- c.Deactivate(w.ctx, keys[0]) }()
+	// Odd ones fail in the kernel and leave nothing.
+	for i := 1; i < n; i += 2 {
+		fails[fmt.Sprintf("pool-%d", i+1)] = true
+	}
+	close(release)
+	wg.Wait()
+	must(t, <-deact)
+	w.k.SetBeforeIoctl(nil)
+	for i, k := range keys {
+		v, err := c.Get(k)
+		must(t, err)
+		want := catalog.Active
+		if i%2 == 1 || i == 0 {
+			want = catalog.Inactive
+		}
+		if i%2 == 1 && errs[i] == nil || i%2 == 0 && errs[i] != nil {
+			t.Errorf("activate %s: %v", k, errs[i])
+		}
+		if v.State != want {
+			t.Errorf("%s: %v, want %v", k, v.State, want)
+		}
+	}
+	w.check(c)
+	must(t, c.Close())
+
+	// The crashed catalog: every activation open, the pool changes after
+	// them done. Each is settled by the device the kernel has.
+	w.dir = crashDir
+	c = w.open()
+	defer c.Close()
+	for i, k := range keys {
+		v, err := c.Get(k)
+		must(t, err)
+		want := catalog.Active
+		if i%2 == 1 || i == 0 {
+			want = catalog.Inactive
+		}
+		if v.State != want {
+			t.Errorf("after the crash, %s: %v, want %v", k, v.State, want)
+		}
+	}
+	if v, err := c.Get("other"); err != nil || v.Labels["a"] != "b" {
+		t.Errorf("after the crash, other: %+v, %v", v, err)
+	}
+	if _, err := c.Get("other-snap"); err != nil {
+		t.Errorf("after the crash, other-snap: %v", err)
+	}
+	w.check(c)
+}

@@ -27,7 +27,9 @@
 // (create, snapshot, delete) are pool transactions (thin.Pool.Transaction):
 // their messages, then set_transaction_id from the catalog's transaction id
 // N to N+1, sent last. So after a crash at any instant, Open finds at most
-// one operation without an outcome and settles it from the kernel's state:
+// one pool operation without an outcome, and activations and deactivations
+// of other volumes that were in flight beside it (see Concurrency), and
+// settles each from the kernel's state:
 //
 //   - create, snapshot, delete: the pool at N+1 means it was applied in full:
 //     done. At N, it is finished now (a message already applied counts as
@@ -88,7 +90,14 @@
 //
 // # Concurrency
 //
-// A Catalog is safe for concurrent use by many goroutines; its changes are
-// serialised, because each pool change is a transaction from the catalog's
-// transaction id to the next.
+// A Catalog is safe for concurrent use by many goroutines. Changes to the
+// pool (Create, Snapshot, Delete) run one at a time, because each is a
+// transaction from the catalog's transaction id to the next. Activations
+// and deactivations of different volumes overlap, with each other and with
+// those changes: their journal record is written under the catalog's lock,
+// and the kernel's part (creating, loading and resuming the device, or
+// removing it, with any udev wait) runs without it, so that a hundred
+// containers starting at once wait on the kernel, not on each other. Calls
+// on a volume whose activation or deactivation is in flight (and a Snapshot
+// of it) wait for it to end; Check, Repair and Close wait for all of them.
 package catalog

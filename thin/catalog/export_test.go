@@ -42,7 +42,7 @@ func Abandon(c *Catalog) {
 }
 
 // Pending reports whether an operation is unsettled.
-func Pending(c *Catalog) bool { return c.pending != nil }
+func Pending(c *Catalog) bool { return len(c.open) > 0 }
 
 // CompactEvery is the journal's compaction threshold.
 const CompactEvery = compactEvery

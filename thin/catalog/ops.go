@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -134,7 +135,8 @@ func (c *Catalog) drop(key string) {
 }
 
 // usable says whether the catalog may change: not closed, its journal
-// writable, no interrupted operation left (it settles one first), no drift.
+// writable, no interrupted operation left (it settles them first), no
+// drift.
 func (c *Catalog) usable(ctx context.Context) error {
 	if c.closed {
 		return ErrClosed
@@ -142,17 +144,67 @@ func (c *Catalog) usable(ctx context.Context) error {
 	if c.failed != nil {
 		return c.failed
 	}
-	if c.pending != nil {
-		if err := c.settle(ctx); err != nil {
+	for _, r := range c.unsettled() {
+		if err := c.settle(ctx, r); err != nil {
 			return err
 		}
 	}
 	return c.drift
 }
 
-// volume returns the volume with key, once the catalog may change; the
-// caller holds c.mu.
+// unsettled returns the open operations that no call is running, oldest
+// first: those a crash left, or whose settling failed (drift). The caller
+// holds c.mu; a call that changes the pool holds it throughout, so only
+// activations and deactivations in flight are left out.
+func (c *Catalog) unsettled() []*record {
+	var rs []*record
+	for seq, r := range c.open {
+		if s, ok := c.busy[r.Op.Key]; ok && s == seq {
+			continue
+		}
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Seq < rs[j].Seq })
+	return rs
+}
+
+// waitIdle waits, with c.mu held, until no activation or deactivation of
+// key is in flight.
+func (c *Catalog) waitIdle(key string) {
+	for {
+		if _, ok := c.busy[key]; !ok {
+			return
+		}
+		c.idle.Wait()
+	}
+}
+
+// waitQuiet waits, with c.mu held, until no activation or deactivation is
+// in flight: for what compares the whole catalog with the kernel.
+func (c *Catalog) waitQuiet() {
+	for len(c.busy) > 0 {
+		c.idle.Wait()
+	}
+}
+
+// outside runs call, the kernel's part of the operation r on key, without
+// c.mu (which the caller holds, and holds again when outside returns, even
+// if call panics): calls on other keys go on meanwhile, calls on key wait.
+func (c *Catalog) outside(key string, r *record, call func() error) error {
+	c.busy[key] = r.Seq
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.busy, key)
+		c.idle.Broadcast()
+	}()
+	return call()
+}
+
+// volume returns the volume with key, once no call on it is in flight and
+// the catalog may change; the caller holds c.mu.
 func (c *Catalog) volume(ctx context.Context, key string) (*Volume, error) {
+	c.waitIdle(key)
 	if err := c.usable(ctx); err != nil {
 		return nil, err
 	}
@@ -164,22 +216,22 @@ func (c *Catalog) volume(ctx context.Context, key string) (*Volume, error) {
 }
 
 // begin records o as begun, durably, before anything is sent for it.
-func (c *Catalog) begin(o *op) error {
-	r := record{Seq: c.seq + 1, Kind: "op", Op: o}
-	if err := c.j.append(true, r); err != nil {
+func (c *Catalog) begin(o *op) (*record, error) {
+	r := &record{Seq: c.seq + 1, Kind: "op", Op: o}
+	if err := c.j.append(true, *r); err != nil {
 		c.failed = fmt.Errorf("catalog journal unusable, reopen the catalog: %w", err)
-		return err
+		return nil, err
 	}
 	c.seq++
-	c.pending = &r
-	return nil
+	c.open[r.Seq] = r
+	return r, nil
 }
 
-// end records the outcome of the pending operation, and applies it if
+// end records the outcome of the open operation r, and applies it if
 // done. The record is not synced: the next operation's begin, or Close,
 // makes it durable, and until then a crash is settled from the kernel's
 // state as if end had not been written.
-func (c *Catalog) end(done bool) error {
+func (c *Catalog) end(r *record, done bool) error {
 	if c.beforeEnd != nil {
 		c.beforeEnd()
 	}
@@ -187,14 +239,14 @@ func (c *Catalog) end(done bool) error {
 	if done {
 		kind = "done"
 	}
-	if err := c.j.append(false, record{Seq: c.pending.Seq, Kind: kind}); err != nil {
+	if err := c.j.append(false, record{Seq: r.Seq, Kind: kind}); err != nil {
 		c.failed = fmt.Errorf("catalog journal unusable, reopen the catalog: %w", err)
 		return err
 	}
 	if done {
-		c.apply(c.pending.Op)
+		c.apply(r.Op)
 	}
-	c.pending = nil
+	delete(c.open, r.Seq)
 	if err := c.compact(); err != nil {
 		c.failed = fmt.Errorf("catalog journal unusable, reopen the catalog: %w", err)
 		return err
@@ -208,9 +260,8 @@ func (c *Catalog) note(o *op) error {
 	if c.failed != nil {
 		return c.failed
 	}
-	if c.pending != nil {
-		// The journal holds one open operation at a time.
-		return fmt.Errorf("%w: operation %d (%s) is not settled", ErrDrift, c.pending.Seq, c.pending.Op.Type)
+	if rs := c.unsettled(); len(rs) > 0 {
+		return fmt.Errorf("%w: operation %d (%s) is not settled", ErrDrift, rs[0].Seq, rs[0].Op.Type)
 	}
 	rs := []record{{Seq: c.seq + 1, Kind: "op", Op: o}, {Seq: c.seq + 1, Kind: "done"}}
 	if err := c.j.append(true, rs...); err != nil {
@@ -227,12 +278,13 @@ func (c *Catalog) note(o *op) error {
 // outcome.
 func (c *Catalog) poolOp(ctx context.Context, o *op, pre func() error, batch func(*thin.Tx)) error {
 	o.From = c.tid
-	if err := c.begin(o); err != nil {
+	r, err := c.begin(o)
+	if err != nil {
 		return err
 	}
 	if pre != nil {
 		if err := pre(); err != nil {
-			if eerr := c.end(false); eerr != nil {
+			if eerr := c.end(r, false); eerr != nil {
 				return eerr
 			}
 			return err
@@ -240,11 +292,11 @@ func (c *Catalog) poolOp(ctx context.Context, o *op, pre func() error, batch fun
 	}
 	res, err := c.pool.Transaction(ctx, o.From, func(tx *thin.Tx) error { batch(tx); return nil })
 	if err == nil {
-		return c.end(true)
+		return c.end(r, true)
 	}
 	if res.Sent+res.Skipped == 0 && !res.AlreadyApplied {
 		// Nothing was applied: a failed message changes nothing.
-		if eerr := c.end(false); eerr != nil {
+		if eerr := c.end(r, false); eerr != nil {
 			return eerr
 		}
 		if errors.Is(err, thin.ErrTransactionMismatch) {
@@ -254,7 +306,7 @@ func (c *Catalog) poolOp(ctx context.Context, o *op, pre func() error, batch fun
 		return err
 	}
 	// The batch went in but the transaction id did not move on.
-	if serr := c.settle(ctx); serr != nil {
+	if serr := c.settle(ctx, r); serr != nil {
 		return serr
 	}
 	return err
@@ -316,6 +368,11 @@ func (c *Catalog) make(ctx context.Context, what, key, parent string, size dm.Se
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if parent != "" {
+		// An activation or deactivation of the parent in flight decides
+		// whether it is suspended around the snapshot.
+		c.waitIdle(parent)
+	}
 	if err := c.usable(ctx); err != nil {
 		return fail(err)
 	}
@@ -354,7 +411,7 @@ func (c *Catalog) make(ctx context.Context, what, key, parent string, size dm.Se
 		if err == nil {
 			return v.clone(), nil
 		}
-		if errors.Is(err, thin.ErrIDInUse) && tries < 64 && c.pending == nil {
+		if errors.Is(err, thin.ErrIDInUse) && tries < 64 && len(c.unsettled()) == 0 {
 			c.foreign[id] = true
 			c.nextID = uint32(id) + 1
 			continue
@@ -456,19 +513,25 @@ func (c *Catalog) Activate(ctx context.Context, key string, opts ...ActivateOpti
 	if ac.readOnly {
 		topts = append(topts, thin.ReadOnlyVolume())
 	}
-	if err := c.begin(&op{Type: opActivate, Key: key, ID: v.ID, Device: name}); err != nil {
+	r, err := c.begin(&op{Type: opActivate, Key: key, ID: v.ID, Device: name})
+	if err != nil {
 		return fail(err)
 	}
-	vol, err := c.pool.Activate(ctx, name, v.ID, v.Size, topts...)
+	id, size := v.ID, v.Size
+	var vol *thin.Volume
+	err = c.outside(key, r, func() (err error) {
+		vol, err = c.pool.Activate(ctx, name, id, size, topts...)
+		return err
+	})
 	if err != nil {
 		// A failed Activate leaves no device; a name someone else holds
 		// (EEXIST) is theirs.
-		if eerr := c.end(false); eerr != nil {
+		if eerr := c.end(r, false); eerr != nil {
 			return fail(eerr)
 		}
 		return fail(err)
 	}
-	if err := c.end(true); err != nil {
+	if err := c.end(r, true); err != nil {
 		return fail(err)
 	}
 	return vol.DevPath(), nil
@@ -491,16 +554,18 @@ func (c *Catalog) Deactivate(ctx context.Context, key string) error {
 	if v.State != Active {
 		return nil
 	}
-	if err := c.begin(&op{Type: opDeactivate, Key: v.Key, ID: v.ID, Device: v.Device}); err != nil {
+	r, err := c.begin(&op{Type: opDeactivate, Key: v.Key, ID: v.ID, Device: v.Device})
+	if err != nil {
 		return &Error{Op: "deactivate", Key: key, Err: err}
 	}
-	if err := c.removeDevice(ctx, v.Device); err != nil {
-		if eerr := c.end(false); eerr != nil {
+	dev := v.Device
+	if err := c.outside(key, r, func() error { return c.removeDevice(ctx, dev) }); err != nil {
+		if eerr := c.end(r, false); eerr != nil {
 			return &Error{Op: "deactivate", Key: key, Err: eerr}
 		}
 		return &Error{Op: "deactivate", Key: key, Err: err}
 	}
-	if err := c.end(true); err != nil {
+	if err := c.end(r, true); err != nil {
 		return &Error{Op: "deactivate", Key: key, Err: err}
 	}
 	return nil
@@ -530,7 +595,7 @@ func (c *Catalog) Delete(ctx context.Context, key string) error {
 	if err == nil {
 		return nil
 	}
-	if c.pending != nil || c.failed != nil {
+	if len(c.unsettled()) > 0 || c.failed != nil {
 		return fail(err)
 	}
 	if err := c.syncDevice(ctx, key); err != nil {
@@ -577,19 +642,20 @@ func (c *Catalog) syncDevice(ctx context.Context, key string) error {
 // deferDelete puts the volume's device on deferred remove and frees its key.
 func (c *Catalog) deferDelete(ctx context.Context, v *Volume) error {
 	fail := func(err error) error { return &Error{Op: "delete", Key: v.Key, Err: err} }
-	if err := c.begin(&op{Type: opDefer, Key: v.Key, ID: v.ID, Device: v.Device, Time: c.cfg.now().UTC()}); err != nil {
+	r, err := c.begin(&op{Type: opDefer, Key: v.Key, ID: v.ID, Device: v.Device, Time: c.cfg.now().UTC()})
+	if err != nil {
 		return fail(err)
 	}
 	if v.Device != "" {
 		err := c.ctl.Remove(ctx, dm.Name(v.Device), dm.Deferred)
 		if err != nil && !errors.Is(err, dm.ErrNotFound) {
-			if eerr := c.end(false); eerr != nil {
+			if eerr := c.end(r, false); eerr != nil {
 				return fail(eerr)
 			}
 			return fail(err)
 		}
 	}
-	if err := c.end(true); err != nil {
+	if err := c.end(r, true); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -626,12 +692,12 @@ func (c *Catalog) retryDeferred(ctx context.Context) (int, error) {
 			switch {
 			case err == nil:
 				continue
-			case errors.Is(err, thin.ErrUnknownID) && c.pending == nil && c.drift == nil:
+			case errors.Is(err, thin.ErrUnknownID) && len(c.unsettled()) == 0 && c.drift == nil:
 				if err := c.note(&op{Type: opForget, ID: id}); err != nil {
 					return len(c.deferred), &Error{Op: "retry deferred", Key: d.Key, Err: err}
 				}
 				continue
-			case !errors.Is(err, thin.ErrInUse) || c.pending != nil:
+			case !errors.Is(err, thin.ErrInUse) || len(c.unsettled()) > 0:
 				return len(c.deferred), &Error{Op: "retry deferred", Key: d.Key, Err: err}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/thin"
@@ -26,12 +27,12 @@ func batchOf(o *op) func(*thin.Tx) error {
 	}
 }
 
-// settle decides the pending operation from the kernel's state: finished
+// settle decides the open operation r from the kernel's state: finished
 // if it can be finished, undone if nothing of it took effect. What cannot
 // be decided (the pool's transaction id is neither before nor after)
-// becomes drift, and the operation stays pending for Repair.
-func (c *Catalog) settle(ctx context.Context) error {
-	o := c.pending.Op
+// becomes drift, and the operation stays open for Repair.
+func (c *Catalog) settle(ctx context.Context, r *record) error {
+	o := r.Op
 	if o.Device != "" {
 		// Killed between an ioctl and its /dev/mapper node change, the
 		// process left the node missing or stale (when no udev runs).
@@ -45,13 +46,13 @@ func (c *Catalog) settle(ctx context.Context) error {
 		}
 		switch tid {
 		case o.From + 1:
-			return c.end(true)
+			return c.end(r, true)
 		case o.From:
 			// Finish it: a message already applied counts as done. A
 			// message that fails changes nothing, so the pool is as before.
 			if o.Type == opDelete {
 				if err := c.removeDevice(ctx, o.Device); err != nil {
-					if eerr := c.end(false); eerr != nil {
+					if eerr := c.end(r, false); eerr != nil {
 						return eerr
 					}
 					return c.syncDevice(ctx, o.Key)
@@ -59,10 +60,10 @@ func (c *Catalog) settle(ctx context.Context) error {
 			}
 			res, err := c.pool.Transaction(ctx, o.From, batchOf(o), thin.Replay())
 			if err == nil {
-				return c.end(true)
+				return c.end(r, true)
 			}
 			if res.Sent+res.Skipped == 0 && !errors.Is(err, thin.ErrTransactionMismatch) {
-				if eerr := c.end(false); eerr != nil {
+				if eerr := c.end(r, false); eerr != nil {
 					return eerr
 				}
 				return c.syncDevice(ctx, o.Key)
@@ -76,7 +77,7 @@ func (c *Catalog) settle(ctx context.Context) error {
 	case opActivate:
 		info, err := c.ctl.Info(ctx, dm.Name(o.Device))
 		if errors.Is(err, dm.ErrNotFound) {
-			return c.end(false)
+			return c.end(r, false)
 		}
 		if err != nil {
 			return err
@@ -86,21 +87,21 @@ func (c *Catalog) settle(ctx context.Context) error {
 			if err := c.ctl.Remove(ctx, dm.Name(o.Device)); err != nil && !errors.Is(err, dm.ErrNotFound) {
 				return err
 			}
-			return c.end(false)
+			return c.end(r, false)
 		}
 		if !c.maps(ctx, o.Device, o.ID) {
-			return c.end(false) // someone else's device of that name
+			return c.end(r, false) // someone else's device of that name
 		}
 		if info.Suspended {
 			if _, err := c.ctl.Resume(ctx, dm.Name(o.Device)); err != nil {
 				return err
 			}
 		}
-		return c.end(true)
+		return c.end(r, true)
 	case opDeactivate, opDefer:
 		info, err := c.ctl.Info(ctx, dm.Name(o.Device))
 		if errors.Is(err, dm.ErrNotFound) || err == nil && o.Type == opDefer && info.DeferredRemove {
-			return c.end(true)
+			return c.end(r, true)
 		}
 		if err != nil {
 			return err
@@ -110,13 +111,13 @@ func (c *Catalog) settle(ctx context.Context) error {
 			flags = append(flags, dm.Deferred)
 		}
 		if err := c.ctl.Remove(ctx, dm.Name(o.Device), flags...); err != nil && !errors.Is(err, dm.ErrNotFound) {
-			return c.end(false)
+			return c.end(r, false)
 		}
-		return c.end(true)
+		return c.end(r, true)
 	default:
 		// Changes of the catalog alone are written whole with their
 		// outcome; an op record without one was written whole too.
-		return c.end(true)
+		return c.end(r, true)
 	}
 }
 
@@ -135,12 +136,14 @@ func (c *Catalog) maps(ctx context.Context, name string, id thin.DeviceID) bool 
 // transaction id, resume devices left suspended, record devices that are
 // gone, retry deferred deletions.
 func (c *Catalog) recover(ctx context.Context) error {
-	if c.pending != nil {
-		if err := c.settle(ctx); err != nil && !errors.Is(err, ErrDrift) {
+	// Several activations and deactivations may have been in flight, and
+	// one change to the pool; each is settled on its own.
+	for _, r := range c.unsettled() {
+		if err := c.settle(ctx, r); err != nil && !errors.Is(err, ErrDrift) {
 			return err
 		}
 	}
-	if c.pending != nil {
+	if len(c.open) > 0 {
 		return nil // drift: Repair decides the rest
 	}
 	if c.drift == nil {
@@ -185,8 +188,8 @@ func (c *Catalog) recover(ctx context.Context) error {
 type Report struct {
 	// CatalogTID and PoolTID are the transaction ids each records.
 	CatalogTID, PoolTID uint64
-	// Interrupted describes an operation a crash interrupted that Open
-	// could not settle; empty if none.
+	// Interrupted describes the operations a crash interrupted that Open
+	// could not settle ("; " between two); empty if none.
 	Interrupted string
 	// Orphans are thin ids in the pool the catalog does not know (nor has
 	// deferred).
@@ -262,10 +265,12 @@ func (c *Catalog) view(ctx context.Context) (*poolView, error) {
 
 func (c *Catalog) report(pv *poolView) *Report {
 	r := &Report{CatalogTID: c.tid, PoolTID: pv.tid}
-	if c.pending != nil {
-		o := c.pending.Op
-		r.Interrupted = fmt.Sprintf("%s of %q (thin id %d) from transaction %d", o.Type, o.Key, o.ID, o.From)
+	var interrupted []string
+	for _, rec := range c.unsettled() {
+		o := rec.Op
+		interrupted = append(interrupted, fmt.Sprintf("%s of %q (thin id %d) from transaction %d", o.Type, o.Key, o.ID, o.From))
 	}
+	r.Interrupted = strings.Join(interrupted, "; ")
 	for id := range pv.ids {
 		if _, ok := c.byID[id]; !ok && c.deferred[id] == nil {
 			r.Orphans = append(r.Orphans, id)
@@ -308,6 +313,7 @@ func (c *Catalog) report(pv *poolView) *Report {
 func (c *Catalog) Check(ctx context.Context) (*Report, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitQuiet()
 	if c.closed {
 		return nil, &Error{Op: "check", Err: ErrClosed}
 	}
@@ -343,6 +349,7 @@ func (c *Catalog) Check(ctx context.Context) (*Report, error) {
 func (c *Catalog) Repair(ctx context.Context, ro RepairOptions) (*Report, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitQuiet()
 	fail := func(r *Report, err error) (*Report, error) { return r, &Error{Op: "repair", Err: err} }
 	if c.closed {
 		return fail(nil, ErrClosed)
@@ -366,8 +373,8 @@ func (c *Catalog) Repair(ctx context.Context, ro RepairOptions) (*Report, error)
 			}
 		}
 	}
-	if c.pending != nil {
-		o := c.pending.Op
+	for _, rec := range c.unsettled() {
+		o := rec.Op
 		var done bool
 		switch o.Type {
 		case opCreate, opSnapshot:
@@ -379,14 +386,14 @@ func (c *Catalog) Repair(ctx context.Context, ro RepairOptions) (*Report, error)
 		case isPoolOp(o.Type):
 			act("settle interrupted %s of thin id %d: %s", o.Type, o.ID, map[bool]string{true: "done", false: "undone"}[done])
 			if !dry {
-				if err := c.end(done); err != nil {
+				if err := c.end(rec, done); err != nil {
 					return fail(r, err)
 				}
 			}
 		default:
 			act("settle interrupted %s of %q from the kernel's state", o.Type, o.Key)
 			if !dry {
-				if err := c.settle(ctx); err != nil {
+				if err := c.settle(ctx, rec); err != nil {
 					return fail(r, err)
 				}
 			}
@@ -489,7 +496,7 @@ func (c *Catalog) Repair(ctx context.Context, ro RepairOptions) (*Report, error)
 			}
 		}
 	}
-	if !dry && c.pending == nil {
+	if !dry && len(c.open) == 0 {
 		c.drift = nil
 		clear(c.foreign)
 	}

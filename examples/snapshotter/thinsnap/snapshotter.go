@@ -469,36 +469,44 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 			return nil, fmt.Errorf("%s %q: %w", op, key, err)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.lookup(key); err == nil {
-		return nil, fmt.Errorf("%s %q: %w", op, key, errdefs.ErrAlreadyExists)
-	} else if !errdefs.IsNotFound(err) {
-		return nil, wrap(op, key, err)
-	}
-	var origin catalog.Volume
-	if parent == "" {
-		b, err := s.base(ctx)
-		if err != nil {
-			return nil, wrap(op, key, err)
-		}
-		origin = b
-	} else {
-		p, err := s.lookup(parent)
-		if err != nil {
-			return nil, wrap(op, key, fmt.Errorf("parent: %w", err))
-		}
-		if pk, _ := kindOf(p.Key); pk != snapshots.KindCommitted {
-			return nil, fmt.Errorf("%s %q: parent %q is not a committed snapshot: %w", op, key, parent, errdefs.ErrInvalidArgument)
-		}
-		origin = p
-	}
-	now := s.now()
-	labels := catalogLabels(base.Labels, origin.Labels[LabelFSType], now, now)
 	ck := catalogKey(kind, key)
-	v, err := s.cat.Snapshot(ctx, ck, origin.Key, catalog.WithLabels(labels))
+	// The snapshot is made under s.mu (the key is taken once it exists);
+	// its activation runs without, beside other snapshots' activations.
+	v, err := func() (catalog.Volume, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, err := s.lookup(key); err == nil {
+			return catalog.Volume{}, fmt.Errorf("%s %q: %w", op, key, errdefs.ErrAlreadyExists)
+		} else if !errdefs.IsNotFound(err) {
+			return catalog.Volume{}, wrap(op, key, err)
+		}
+		var origin catalog.Volume
+		if parent == "" {
+			b, err := s.base(ctx)
+			if err != nil {
+				return catalog.Volume{}, wrap(op, key, err)
+			}
+			origin = b
+		} else {
+			p, err := s.lookup(parent)
+			if err != nil {
+				return catalog.Volume{}, wrap(op, key, fmt.Errorf("parent: %w", err))
+			}
+			if pk, _ := kindOf(p.Key); pk != snapshots.KindCommitted {
+				return catalog.Volume{}, fmt.Errorf("%s %q: parent %q is not a committed snapshot: %w", op, key, parent, errdefs.ErrInvalidArgument)
+			}
+			origin = p
+		}
+		now := s.now()
+		labels := catalogLabels(base.Labels, origin.Labels[LabelFSType], now, now)
+		v, err := s.cat.Snapshot(ctx, ck, origin.Key, catalog.WithLabels(labels))
+		if err != nil {
+			return catalog.Volume{}, wrap(op, key, err)
+		}
+		return v, nil
+	}()
 	if err != nil {
-		return nil, wrap(op, key, err)
+		return nil, err
 	}
 	m, err := s.mounts(ctx, v)
 	if err != nil {
@@ -578,6 +586,24 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 			return fmt.Errorf("commit %q: %w", key, err)
 		}
 	}
+	ck := catalogKey(snapshots.KindCommitted, name)
+	// The rename is made under s.mu; the deactivation runs without (a
+	// snapshot of it waits for that in the catalog).
+	if err := s.rename(ctx, name, key, base); err != nil {
+		return err
+	}
+	if err := s.cat.Deactivate(ctx, ck); err != nil {
+		if !errors.Is(err, dm.ErrBusy) {
+			return wrap("commit", key, err)
+		}
+		slog.WarnContext(ctx, "thinsnap: committed snapshot's device is still open; it stays active", "name", name, "err", err)
+	}
+	return nil
+}
+
+// rename gives the active snapshot key the committed name, with the labels
+// of base, under s.mu.
+func (s *Snapshotter) rename(ctx context.Context, name, key string, base snapshots.Info) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, err := s.lookup(key)
@@ -595,17 +621,10 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	} else if !errdefs.IsNotFound(err) {
 		return wrap("commit", key, err)
 	}
-	ck := catalogKey(snapshots.KindCommitted, name)
 	now := s.now()
 	// Key and labels change in one journal record: a crash leaves both.
-	if err := s.cat.Rename(ctx, v.Key, ck, catalog.WithLabels(catalogLabels(base.Labels, v.Labels[LabelFSType], now, now))); err != nil {
+	if err := s.cat.Rename(ctx, v.Key, catalogKey(snapshots.KindCommitted, name), catalog.WithLabels(catalogLabels(base.Labels, v.Labels[LabelFSType], now, now))); err != nil {
 		return wrap("commit", key, err)
-	}
-	if err := s.cat.Deactivate(ctx, ck); err != nil {
-		if !errors.Is(err, dm.ErrBusy) {
-			return wrap("commit", key, err)
-		}
-		slog.WarnContext(ctx, "thinsnap: committed snapshot's device is still open; it stays active", "name", name, "err", err)
 	}
 	return nil
 }
