@@ -1,9 +1,10 @@
 // Package crashtest is the harness of the crash tests of thin/catalog and of
 // what is built on it (examples/snapshotter): a child process (the test
 // binary, re-executed) works on a catalog and logs each operation as
-// "begin SEQ TYPE A B" before and "end SEQ ok" or "end SEQ err ..." after;
-// the test SIGKILLs it at a random instant, reopens the catalog, and checks
-// that the interrupted operation left the state before or after it and
+// "begin SEQ TYPE A B" before and "end SEQ ok" or "end SEQ err ..." after
+// (from several goroutines at once, too); the test SIGKILLs it at a random
+// instant, reopens the catalog, and checks that each interrupted operation
+// left the state before or after it and
 // that catalog, pool metadata (through catalog.Check and thin_ls) and the
 // kernel's devices agree.
 //
@@ -52,7 +53,8 @@ type ChildEnv struct {
 	Log       io.Writer
 }
 
-// Say writes one line to the child's log.
+// Say writes one line to the child's log, in one write: goroutines of
+// the child may Say at once.
 func (e *ChildEnv) Say(format string, args ...any) { fmt.Fprintf(e.Log, format+"\n", args...) }
 
 // Op runs one operation between its begin and end lines.
@@ -231,49 +233,76 @@ func (m Model) Equal(o Model) bool {
 type Apply func(m Model, typ, a, b string) Model
 
 // Interrupted replays the child's log lines on m and returns the model
-// after its completed operations and the operation left open (type, a, b),
-// nil when it was killed between operations. An operation that ended in an
-// error is left open too: it must have changed nothing, which the caller
-// checks as for an interrupted one.
-func (r *Rig) Interrupted(m Model, lines []string, apply Apply) (Model, []string) {
-	var open []string
+// after its completed operations and the operations left open (each type,
+// a, b, in the order they began): none when it was killed between
+// operations, several when it ran some at once (from several goroutines,
+// each its own SEQ). An operation that ended in an error is left open too:
+// it must have changed nothing, which the caller checks as for an
+// interrupted one.
+func (r *Rig) Interrupted(m Model, lines []string, apply Apply) (Model, [][]string) {
+	open := map[string][]string{}
+	var order []string
 	for _, l := range lines {
 		f := strings.Fields(l)
 		switch f[0] {
 		case "begin":
-			open = append(f[2:], "", "")[:3]
+			open[f[1]] = append(f[2:], "", "")[:3]
+			order = append(order, f[1])
 		case "end":
+			op := open[f[1]]
+			if op == nil {
+				r.T.Fatalf("child log: %q ends an operation that did not begin", l)
+			}
 			if f[2] == "ok" {
-				m = apply(m, open[0], open[1], open[2])
-				open = nil
+				m = apply(m, op[0], op[1], op[2])
+				delete(open, f[1])
 			} else {
-				r.T.Logf("child: %s (%v)", l, open)
+				r.T.Logf("child: %s (%v)", l, op)
 			}
 		}
 	}
-	return m, open
+	var ops [][]string
+	for _, seq := range order {
+		if op := open[seq]; op != nil {
+			ops = append(ops, op)
+			delete(open, seq)
+		}
+	}
+	return m, ops
 }
 
-// Settled checks that got, the state after a reopen, is before with the
-// open operation either not applied or applied, and returns which, as
-// "TYPE: before" or "TYPE: after" ("between operations" when none was
-// open), for the test's tally.
-func (r *Rig) Settled(got, before Model, open []string, apply Apply) string {
+// Settled checks that got, the state after a reopen, is before with each
+// open operation either applied or not, and returns which, as "TYPE:
+// before" or "TYPE: after" ("between operations" when none was open, and
+// "N at once: A after, B before" when several were), for the test's tally.
+// Operations open at once commute (the child runs only such together), so
+// they are applied in the order they began.
+func (r *Rig) Settled(got, before Model, open [][]string, apply Apply) string {
 	r.T.Helper()
-	if open == nil {
+	if len(open) == 0 {
 		if !got.Equal(before) {
 			r.T.Fatalf("kill %d, between operations: catalog %v, want %v", r.Kills, got, before)
 		}
 		return "between operations"
 	}
-	after := apply(before.Clone(), open[0], open[1], open[2])
-	switch {
-	case got.Equal(after):
-		return open[0] + ": after"
-	case got.Equal(before):
-		return open[0] + ": before"
+	for set := 0; set < 1<<len(open); set++ {
+		m := before.Clone()
+		after := 0
+		for i, op := range open {
+			if set&(1<<i) != 0 {
+				m = apply(m, op[0], op[1], op[2])
+				after++
+			}
+		}
+		if !got.Equal(m) {
+			continue
+		}
+		if len(open) == 1 {
+			return open[0][0] + map[bool]string{true: ": after", false: ": before"}[after == 1]
+		}
+		return fmt.Sprintf("%d at once: %d after, %d before", len(open), after, len(open)-after)
 	}
-	r.T.Fatalf("kill %d during %v: catalog %v is neither before (%v) nor after (%v)", r.Kills, open, got, before, after)
+	r.T.Fatalf("kill %d during %v: catalog %v is not before (%v) with each of them applied or not", r.Kills, open, got, before)
 	return ""
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,8 +35,9 @@ func TestMain(m *testing.M) {
 }
 
 // crashChild is the workload the crash test kills: random catalog
-// operations, each logged as "begin" before and "end" after, and writes
-// to active volumes between them. It runs until killed.
+// operations, each logged as "begin" before and "end" after, some of them
+// at once from several goroutines, and writes to active volumes between
+// them. It runs until killed.
 func crashChild(e *crashtest.ChildEnv) int {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(e.Seed, 7))
@@ -75,9 +77,33 @@ func crashChild(e *crashtest.ChildEnv) int {
 		case r < 40:
 			parent := pick(vols)
 			e.Op(seq, "snapshot", key, parent, func() error { _, err := cat.Snapshot(ctx, key, parent); return err })
-		case r < 55 && len(inactive) > 0:
+		case r < 50 && len(inactive) > 0:
 			k := pick(inactive)
 			e.Op(seq, "activate", k, "", func() error { _, err := cat.Activate(ctx, k); return err })
+		case r < 57 && len(vols) >= 2:
+			// Activations and deactivations of several volumes at once,
+			// beside a create: they overlap in the kernel.
+			var wg sync.WaitGroup
+			n := 0
+			op := func(typ, k string, fn func() error) {
+				wg.Add(1)
+				go func(seq int) { defer wg.Done(); e.Op(seq, typ, k, "", fn) }(seq + n)
+				n++
+			}
+			rng.Shuffle(len(vols), func(i, j int) { vols[i], vols[j] = vols[j], vols[i] })
+			for _, v := range vols[:min(len(vols), 4)] {
+				k := v.Key
+				if v.State == catalog.Active {
+					op("deactivate", k, func() error { return cat.Deactivate(ctx, k) })
+				} else {
+					op("activate", k, func() error { _, err := cat.Activate(ctx, k); return err })
+				}
+			}
+			if len(vols) < 24 {
+				op("create", key, func() error { _, err := cat.Create(ctx, key, thin.Size(8*thin.MiB)); return err })
+			}
+			wg.Wait()
+			seq += n - 1
 		case r < 65 && len(active) > 0:
 			k := pick(active)
 			e.Op(seq, "deactivate", k, "", func() error { return cat.Deactivate(ctx, k) })
@@ -143,7 +169,7 @@ func catalogModel(c *catalog.Catalog) crashtest.Model {
 }
 
 // The crash test: at least 200 SIGKILLs of a child working on the
-// catalog; after each, Open settles the interrupted operation to the state
+// catalog; after each, Open settles each interrupted operation to the state
 // before or after it, and catalog, metadata reader, thin_ls and the
 // kernel's devices agree.
 func TestIntegrationCrash(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,6 +113,21 @@ func snapChild(e *crashtest.ChildEnv) int {
 		case r < 35:
 			p := parent()
 			e.Op(seq, "view", key, p, func() error { _, err := sn.View(ctx, key, p); return err })
+		case r < 42 && n < 18:
+			// Containers starting at once: prepares of one parent from
+			// several goroutines, overlapping in the kernel.
+			p := parent()
+			var wg sync.WaitGroup
+			for j := 0; j < 3; j++ {
+				k := fmt.Sprintf("s%d-%d", e.Seed, seq+j)
+				wg.Add(1)
+				go func(seq int) {
+					defer wg.Done()
+					e.Op(seq, "prepare", k, p, func() error { _, err := sn.Prepare(ctx, k, p); return err })
+				}(seq + j)
+			}
+			wg.Wait()
+			seq += 2
 		case r < 55 && len(byKind["active"]) > 0:
 			k := pick("active")
 			e.Op(seq, "commit", key, k, func() error { return sn.Commit(ctx, key, k) })
@@ -193,10 +209,13 @@ func TestIntegrationCrash(t *testing.T) {
 		}
 		got := snapModel(t, sn)
 		tally["interrupted "+r.Settled(got, before, open, applySnap)]++
-		if open != nil && (got[open[1]] == "active" || got[open[1]] == "view") {
-			ms, err := sn.Mounts(ctx, open[1])
+		for _, op := range open {
+			if got[op[1]] != "active" && got[op[1]] != "view" {
+				continue
+			}
+			ms, err := sn.Mounts(ctx, op[1])
 			if err != nil || len(ms) != 1 {
-				t.Fatalf("kill %d during %v: mounts of %s: %v, %+v", i+1, open, open[1], ms, err)
+				t.Fatalf("kill %d during %v: mounts of %s: %v, %+v", i+1, open, op[1], ms, err)
 			}
 			if _, err := os.Stat(ms[0].Source); err != nil {
 				t.Fatalf("kill %d during %v: mount source: %v", i+1, open, err)
