@@ -51,13 +51,13 @@
 // the node of the interrupted operation's device is made or removed to
 // match the kernel (dm.Control.SyncNode). A udev cookie the dead process
 // was waiting on stays behind, as with libdevmapper; udev.CompleteAll
-// removes stale ones, as `dmsetup udevcomplete_all` does. The catalog's own files are replaced only
-// by writing a new file, syncing it, renaming it over the old one and
-// syncing the directory; a journal record torn by a crash (each carries a
-// CRC-32C) is the last one and is dropped. The journal is folded into the
-// state file (dir/catalog.json) once it holds more records than the
-// catalog has volumes (and at least 4096), so an operation's cost does not
-// grow with the number of volumes.
+// removes stale ones, as `dmsetup udevcomplete_all` does. The catalog's
+// own files are replaced only by writing a new file, syncing it, renaming
+// it over the old one and syncing the directory; a journal record torn by
+// a crash (each carries a CRC-32C) is the last one and is dropped. The
+// journal is folded into the state file (dir/catalog.json) once it holds
+// more records than the catalog has volumes (and at least 4096), so an
+// operation's cost does not grow with the number of volumes.
 //
 // One Catalog at a time has a directory open: Open takes an exclusive
 // flock on dir/lock, and a second Open, from this process or another,

@@ -17,11 +17,31 @@ import (
 	"github.com/thinp/thinp/thin/catalog"
 )
 
-// subject is one snapshotter under test.
+// subject is one snapshotter under test, or the floor.
 type subject struct {
-	name    string
-	sn      snapshots.Snapshotter
-	closers []func() error // after the snapshots are removed, in order
+	name string
+	sn   snapper
+	full snapshots.Snapshotter // sn, if a snapshotter; nil for the floor
+	// shutdown removes every snapshot the subject holds and closes it.
+	shutdown func(ctx context.Context) error
+}
+
+// shutdownOf removes every snapshot of sn, children first, and runs
+// closers in order. It goes on after failures (the device sweep of
+// env.teardown removes what is left) and returns them all.
+func shutdownOf(name string, sn snapshots.Snapshotter, closers ...func() error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		err := removeAll(ctx, sn)
+		if err != nil {
+			err = fmt.Errorf("%s: remove snapshots: %w", name, err)
+		}
+		for _, c := range closers {
+			if cerr := c(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("%s: close: %w", name, cerr))
+			}
+		}
+		return err
+	}
 }
 
 // image is the committed snapshot every measured snapshot descends from.
@@ -73,7 +93,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		cat.Close()
 		return err
 	}
-	subs = append(subs, &subject{name: "thinp", sn: ts, closers: []func() error{ts.Close, cat.Close}})
+	subs = append(subs, &subject{name: "thinp", sn: ts, full: ts, shutdown: shutdownOf("thinp", ts, ts.Close, cat.Close)})
 
 	ds, err := devmapper.NewSnapshotter(ctx, &devmapper.Config{
 		RootPath:       filepath.Join(e.dir, "devmapper"),
@@ -84,20 +104,37 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("devmapper snapshotter: %w", err)
 	}
-	subs = append(subs, &subject{name: "devmapper", sn: ds, closers: []func() error{ds.Close}})
+	subs = append(subs, &subject{name: "devmapper", sn: ds, full: ds, shutdown: shutdownOf("devmapper", ds, ds.Close)})
 	e.logf("base image size %s, ext4, on both; prefix %s", cfg.BaseSize, cfg.Prefix)
 
-	return measure(ctx, e, cfg, [2]*subject{subs[0], subs[1]}, out)
+	fp, err := e.makePool(ctx, "floor")
+	if err != nil {
+		return err
+	}
+	size, err := thinsnap.ParseSize(cfg.BaseSize)
+	if err != nil {
+		return err
+	}
+	fl, err := newFloor(ctx, e.ctl, fp, size)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	subs = append(subs, &subject{name: "floor", sn: fl, shutdown: fl.close})
+
+	return measure(ctx, e, cfg, subs[0], subs[1], subs[2], out)
 }
 
-// measure runs the warm-up and every measurement.
-func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.Writer) error {
+// measure runs the warm-up and every measurement: each on the two
+// snapshotters, and those with a kernel floor on the floor too.
+func measure(ctx context.Context, e *env, cfg config, thinp, devmapper, fl *subject, out io.Writer) error {
 	// Ops run to their end: an interrupt is seen between them.
 	opCtx := context.WithoutCancel(ctx)
-	for _, s := range subs {
+	pair := []*subject{thinp, devmapper}
+	all := []*subject{thinp, devmapper, fl}
+	for _, s := range pair {
 		setPhase("warm-up %s", s.name)
 		t0 := time.Now()
-		if err := warmUp(opCtx, s.sn); err != nil {
+		if err := warmUp(opCtx, s.full); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", s.name, err)
 		}
 		e.logf("%s: warm-up (mkfs of the base, commit of %q) took %v", s.name, image, time.Since(t0).Round(time.Millisecond))
@@ -107,37 +144,40 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 	}
 	phases := []struct {
 		name string
-		op   func(ctx context.Context, sn snapshots.Snapshotter, i int) error
+		subs []*subject
+		op   func(ctx context.Context, s *subject, i int) error
 	}{
-		{"prepare", func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
-			_, err := sn.Prepare(ctx, fmt.Sprintf("active/%d", i), image)
+		{"prepare", all, func(ctx context.Context, s *subject, i int) error {
+			_, err := s.sn.Prepare(ctx, fmt.Sprintf("active/%d", i), image)
 			return err
 		}},
-		{"usage", func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
-			_, err := sn.Usage(ctx, fmt.Sprintf("active/%d", i))
+		// The floor has no usage: it would be a read of the pool's
+		// metadata, not a kernel call.
+		{"usage", pair, func(ctx context.Context, s *subject, i int) error {
+			_, err := s.full.Usage(ctx, fmt.Sprintf("active/%d", i))
 			return err
 		}},
-		{"commit", func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
-			return sn.Commit(ctx, fmt.Sprintf("layer/%d", i), fmt.Sprintf("active/%d", i))
+		{"commit", all, func(ctx context.Context, s *subject, i int) error {
+			return s.sn.Commit(ctx, fmt.Sprintf("layer/%d", i), fmt.Sprintf("active/%d", i))
 		}},
-		{"remove", func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
-			return sn.Remove(ctx, fmt.Sprintf("layer/%d", i))
+		{"remove", all, func(ctx context.Context, s *subject, i int) error {
+			return s.sn.Remove(ctx, fmt.Sprintf("layer/%d", i))
 		}},
-		{"view", func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
-			_, err := sn.View(ctx, fmt.Sprintf("view/%d", i), image)
+		{"view", all, func(ctx context.Context, s *subject, i int) error {
+			_, err := s.sn.View(ctx, fmt.Sprintf("view/%d", i), image)
 			return err
 		}},
 	}
 	for _, ph := range phases {
 		setPhase("%s", ph.name)
 		e.settle(ctx)
-		res, err := serial(ctx, subs, cfg.N, ph.op)
+		res, err := serial(ctx, ph.subs, cfg.N, ph.op)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph.name, err)
 		}
-		report(out, ph.name, res[0], res[1])
+		report(out, ph.name, res...)
 	}
-	for _, s := range subs {
+	for _, s := range all {
 		setPhase("removing the views (%s), untimed", s.name)
 		if err := removeKeys(ctx, s.sn, "view/%d", cfg.N); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -145,9 +185,9 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 	}
 
 	for gi, g := range cfg.Goroutines {
-		var res [2]*sample
+		res := make([]*sample, len(all))
 		keys := fmt.Sprintf("start-g%d/%%d", g)
-		for k, s := range subs {
+		for k, s := range all {
 			setPhase("start-g%d %s", g, s.name)
 			e.settle(ctx)
 			r, err := start(ctx, s.sn, keys, cfg.Containers, g)
@@ -156,20 +196,20 @@ func measure(ctx context.Context, e *env, cfg config, subs [2]*subject, out io.W
 			}
 			res[k] = r
 		}
-		report(out, fmt.Sprintf("start-g%d", g), res[0], res[1])
+		report(out, fmt.Sprintf("start-g%d", g), res...)
 		if gi == 0 {
 			setPhase("remove-active")
 			e.settle(ctx)
-			rm, err := serial(ctx, subs, cfg.Containers, func(ctx context.Context, sn snapshots.Snapshotter, i int) error {
-				return sn.Remove(ctx, fmt.Sprintf(keys, i))
+			rm, err := serial(ctx, all, cfg.Containers, func(ctx context.Context, s *subject, i int) error {
+				return s.sn.Remove(ctx, fmt.Sprintf(keys, i))
 			})
 			if err != nil {
 				return fmt.Errorf("remove-active: %w", err)
 			}
-			report(out, "remove-active", rm[0], rm[1])
+			report(out, "remove-active", rm...)
 			continue
 		}
-		for _, s := range subs {
+		for _, s := range all {
 			setPhase("removing start-g%d's snapshots (%s), untimed", g, s.name)
 			if err := removeKeys(ctx, s.sn, keys, cfg.Containers); err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
@@ -194,23 +234,24 @@ func warmUp(ctx context.Context, sn snapshots.Snapshotter) error {
 	return sn.Remove(ctx, "warm/child")
 }
 
-// serial runs op n times on each subject, taking turns op by op (thinp
-// first on even i, devmapper first on odd), and times each op. ctx is
-// checked between ops; the ops get a context that is never cancelled.
-func serial(ctx context.Context, subs [2]*subject, n int, op func(ctx context.Context, sn snapshots.Snapshotter, i int) error) ([2]*sample, error) {
-	res := [2]*sample{{}, {}}
+// serial runs op n times on each subject, taking turns op by op (the
+// first subject first on op 0, the second on op 1, and so on round), and
+// times each op. ctx is checked between ops; the ops get a context that
+// is never cancelled.
+func serial(ctx context.Context, subs []*subject, n int, op func(ctx context.Context, s *subject, i int) error) ([]*sample, error) {
+	res := make([]*sample, len(subs))
+	for k := range res {
+		res[k] = &sample{}
+	}
 	opCtx := context.WithoutCancel(ctx)
 	for i := range n {
-		for j := range 2 {
-			k := j
-			if i%2 == 1 {
-				k = 1 - j
-			}
+		for j := range subs {
+			k := (i + j) % len(subs)
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
 			t0 := time.Now()
-			err := op(opCtx, subs[k].sn, i)
+			err := op(opCtx, subs[k], i)
 			d := time.Since(t0)
 			if err != nil {
 				return res, fmt.Errorf("%s, op %d: %w", subs[k].name, i, err)
@@ -224,7 +265,7 @@ func serial(ctx context.Context, subs [2]*subject, n int, op func(ctx context.Co
 // start prepares n active snapshots of the image, named by the format
 // keys with their index, with g goroutines taking indices in turn, and
 // times each Prepare and the whole batch.
-func start(ctx context.Context, sn snapshots.Snapshotter, keys string, n, g int) (*sample, error) {
+func start(ctx context.Context, sn snapper, keys string, n, g int) (*sample, error) {
 	opCtx := context.WithoutCancel(ctx)
 	idx := make(chan int)
 	lat := make([]time.Duration, n)
@@ -276,7 +317,7 @@ feed:
 
 // removeKeys removes the snapshots named by the format keys with indices
 // 0 to n-1, untimed.
-func removeKeys(ctx context.Context, sn snapshots.Snapshotter, keys string, n int) error {
+func removeKeys(ctx context.Context, sn snapper, keys string, n int) error {
 	opCtx := context.WithoutCancel(ctx)
 	for i := range n {
 		if err := ctx.Err(); err != nil {
@@ -287,22 +328,6 @@ func removeKeys(ctx context.Context, sn snapshots.Snapshotter, keys string, n in
 		}
 	}
 	return nil
-}
-
-// shutdown removes every snapshot of the subject, children first, and
-// closes it. It goes on after failures (the device sweep of
-// env.teardown removes what is left) and returns them all.
-func (s *subject) shutdown(ctx context.Context) error {
-	err := removeAll(ctx, s.sn)
-	if err != nil {
-		err = fmt.Errorf("%s: remove snapshots: %w", s.name, err)
-	}
-	for _, c := range s.closers {
-		if cerr := c(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("%s: close: %w", s.name, cerr))
-		}
-	}
-	return err
 }
 
 // removeAll removes every snapshot, children first, a round at a time:

@@ -21,13 +21,19 @@
 //
 // # Set-up
 //
-// Two thin pools of the same size, on loop devices over sparse files in a
-// temporary directory (-data-size, -metadata-size; data blocks of 64 KiB),
-// made by package thin. One gets the thinp snapshotter (a catalog in the
-// temporary directory, thinsnap.New), the other containerd's devmapper
+// Three thin pools of the same size, on loop devices over sparse files in
+// a temporary directory (-data-size, -metadata-size; data blocks of 64
+// KiB), made by package thin. One gets the thinp snapshotter (a catalog in
+// the temporary directory, thinsnap.New), one containerd's devmapper
 // snapshotter (devmapper.NewSnapshotter on the existing pool, which it
 // finds by name with dmsetup). Both have the same base image size
-// (-base-image-size, 64MiB by default) and ext4. Every dm device is named
+// (-base-image-size, 64MiB by default) and ext4. The third holds the
+// floor: the kernel calls of thinp's steps issued straight through
+// package dm, with nothing above them (snapshots of one unformatted thin
+// device of the base image's size: a create_snap message and the create,
+// load and resume of the snapshot's device per Prepare or View, the
+// device's removal per Commit, the removal if active and a delete message
+// per Remove), which no snapshotter on this kernel can go below. Every dm device is named
 // with one prefix, and everything is removed at the end: snapshots through
 // their snapshotter, then any device left, the pools, the loop devices and
 // the files; also after an error, SIGINT or SIGTERM.
@@ -49,11 +55,12 @@
 //	               by N goroutines (each of -goroutines); removed after,
 //	               untimed except for remove-active
 //
-// The serial phases (-n ops each) take turns op by op, thinp then
-// devmapper, then the other way round, so that a change of the host's
-// load weighs on both alike; their ops/s is ops over the sum of their op
-// times. The start-gN phases run thinp's batch, then devmapper's; their
-// ops/s is ops over the batch's wall time.
+// Every phase but usage also runs on the floor. The serial phases (-n ops
+// each) take turns op by op, thinp, devmapper and the floor, starting
+// with the next one at each op, so that a change of the host's load
+// weighs on all alike; their ops/s is ops over the sum of their op times.
+// The start-gN phases run thinp's batch, then devmapper's, then the
+// floor's; their ops/s is ops over the batch's wall time.
 //
 // # Output
 //
@@ -63,9 +70,13 @@
 //	bench: snap <name> thinp n=<ops> ops/s=<rate> p50=<ms>ms p99=<ms>ms
 //	bench: snap <name> devmapper n=<ops> ops/s=<rate> p50=<ms>ms p99=<ms>ms
 //	bench: snap <name> thinp/devmapper = <ratio>x
+//	bench: snap <name> floor n=<ops> ops/s=<rate> p50=<ms>ms p99=<ms>ms
+//	bench: snap <name> thinp/floor = <ratio>x
 //
-// where p50 and p99 are op latencies (nearest rank) and the ratio is of
-// the two rates.
+// (the floor's two lines where it runs), where p50 and p99 are op
+// latencies (nearest rank) and a ratio is of two rates: thinp/floor is
+// the share of the kernel's rate thinp reaches (about 1.00x where thinp
+// adds nothing of its own).
 //
 // # Signals
 //

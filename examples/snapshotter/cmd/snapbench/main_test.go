@@ -96,6 +96,18 @@ func TestReport(t *testing.T) {
 	if !strings.Contains(out.String(), "= n/a") {
 		t.Errorf("a devmapper rate of 0 gives %q, want a ratio of n/a", out.String())
 	}
+
+	floor := &sample{}
+	for range 10 {
+		floor.add(time.Millisecond)
+	}
+	out.Reset()
+	report(&out, "start-g8", thinp, dev, floor)
+	want += "bench: snap prepare floor n=10 ops/s=1000.0 p50=1.00ms p99=1.00ms\n" +
+		"bench: snap prepare thinp/floor = 0.50x\n"
+	if got := strings.ReplaceAll(out.String(), "start-g8", "prepare"); got != want {
+		t.Errorf("report with a floor:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 func TestParseCounts(t *testing.T) {

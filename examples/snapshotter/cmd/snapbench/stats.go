@@ -52,24 +52,35 @@ func ms(d time.Duration) string {
 }
 
 // report prints a measurement's line for each snapshotter and the ratio of
-// their rates:
+// their rates, and, with a floor sample, the floor's line and the ratio of
+// thinp's rate to the floor's:
 //
 //	bench: snap <name> thinp n=<ops> ops/s=<rate> p50=<ms>ms p99=<ms>ms
 //	bench: snap <name> devmapper n=<ops> ops/s=<rate> p50=<ms>ms p99=<ms>ms
 //	bench: snap <name> thinp/devmapper = <ratio>x
-func report(w io.Writer, name string, thinp, devmapper *sample) {
-	for _, m := range []struct {
-		who string
-		s   *sample
-	}{{"thinp", thinp}, {"devmapper", devmapper}} {
-		fmt.Fprintf(w, "bench: snap %s %s n=%d ops/s=%.1f p50=%s p99=%s\n", name, m.who,
-			len(m.s.ops), m.s.rate(), ms(percentile(m.s.ops, 50)), ms(percentile(m.s.ops, 99)))
+//	bench: snap <name> floor n=<ops> ops/s=<rate> p50=<ms>ms p99=<ms>ms
+//	bench: snap <name> thinp/floor = <ratio>x
+//
+// res holds thinp's sample, devmapper's, and the floor's if any.
+func report(w io.Writer, name string, res ...*sample) {
+	line := func(who string, s *sample) {
+		fmt.Fprintf(w, "bench: snap %s %s n=%d ops/s=%.1f p50=%s p99=%s\n", name, who,
+			len(s.ops), s.rate(), ms(percentile(s.ops, 50)), ms(percentile(s.ops, 99)))
 	}
-	ratio := "n/a"
-	if d := devmapper.rate(); d > 0 {
-		ratio = strconv.FormatFloat(thinp.rate()/d, 'f', 2, 64) + "x"
+	ratio := func(who string, a, b *sample) {
+		r := "n/a"
+		if d := b.rate(); d > 0 {
+			r = strconv.FormatFloat(a.rate()/d, 'f', 2, 64) + "x"
+		}
+		fmt.Fprintf(w, "bench: snap %s %s = %s\n", name, who, r)
 	}
-	fmt.Fprintf(w, "bench: snap %s thinp/devmapper = %s\n", name, ratio)
+	line("thinp", res[0])
+	line("devmapper", res[1])
+	ratio("thinp/devmapper", res[0], res[1])
+	if len(res) > 2 {
+		line("floor", res[2])
+		ratio("thinp/floor", res[0], res[2])
+	}
 }
 
 // parseCounts parses a comma-separated list of positive counts, in
