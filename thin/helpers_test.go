@@ -159,6 +159,30 @@ func (e *env) pool(mods ...func(*PoolSpec)) *Pool {
 }
 
 // reset forgets the recorded ioctls and messages.
+// holdActivation activates id as name in the background, holding it in
+// the fake kernel before its cmd ioctl until release is closed; it returns
+// once the activation has reached that ioctl, and done then gets
+// Activate's error.
+func (e *env) holdActivation(p *Pool, cmd ioctl.Cmd, name string, id DeviceID) (release chan struct{}, done chan error) {
+	entered := make(chan struct{})
+	release = make(chan struct{})
+	var once sync.Once
+	e.k.SetBeforeIoctl(func(c ioctl.Cmd, h *ioctl.Header) error {
+		if c == cmd && h.Name == name {
+			once.Do(func() { close(entered) })
+			<-release
+		}
+		return nil
+	})
+	done = make(chan error, 1)
+	go func() {
+		_, err := p.Activate(e.ctx, name, id, 2048)
+		done <- err
+	}()
+	<-entered
+	return release, done
+}
+
 func (e *env) reset() {
 	e.k.ResetCalls()
 	e.mu.Lock()

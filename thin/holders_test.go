@@ -341,22 +341,7 @@ func TestOtherIDsDoNotWait(t *testing.T) {
 	p := e.pool()
 	ctx := e.ctx
 	ok(t, p.CreateThin(ctx, 1))
-	release := make(chan struct{})
-	entered := make(chan struct{})
-	var once sync.Once
-	e.k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
-		if cmd == ioctl.CmdTableLoad && strings.HasPrefix(h.Name, "slow") {
-			once.Do(func() { close(entered) })
-			<-release
-		}
-		return nil
-	})
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Activate(ctx, "slow", 1, 4096)
-		done <- err
-	}()
-	<-entered
+	release, done := e.holdActivation(p, ioctl.CmdTableLoad, "slow", 1)
 	// id 1 is held by the activation; id 2 goes ahead.
 	ok(t, p.CreateThin(ctx, 2))
 	ok(t, p.CreateSnapshot(ctx, 3, 2))

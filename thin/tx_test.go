@@ -243,22 +243,7 @@ func TestTransactionBesideActivation(t *testing.T) {
 	p := e.pool()
 	ctx := e.ctx
 	ok(t, p.CreateThin(ctx, 1))
-	inCreate := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	e.k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
-		if cmd == ioctl.CmdDevCreate && h.Name == "vol1" {
-			once.Do(func() { close(inCreate) })
-			<-release
-		}
-		return nil
-	})
-	activated := make(chan error, 1)
-	go func() {
-		_, err := p.Activate(ctx, "vol1", 1, 2048)
-		activated <- err
-	}()
-	<-inCreate
+	release, activated := e.holdActivation(p, ioctl.CmdDevCreate, "vol1", 1)
 	// Id 2 is free to change while vol1's activation is in the kernel.
 	if _, err := p.Transaction(ctx, 0, func(tx *Tx) error { tx.CreateThin(2); return nil }); err != nil {
 		t.Fatalf("transaction beside an activation: %+v", err)

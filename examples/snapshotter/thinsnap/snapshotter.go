@@ -88,8 +88,9 @@ type formatter interface {
 }
 
 // Snapshotter is a containerd snapshots.Snapshotter (and snapshots.Cleaner)
-// on a thin pool's volume catalog. It is safe for concurrent use; changes
-// are serialised.
+// on a thin pool's volume catalog. It is safe for concurrent use: snapshots
+// are made, committed and removed one at a time, while the activations of
+// Prepare and View and the deactivations of Commit overlap.
 type Snapshotter struct {
 	cat      *catalog.Catalog
 	cfg      Config
