@@ -236,16 +236,23 @@ type Apply func(m Model, typ, a, b string) Model
 // after its completed operations and the operations left open (each type,
 // a, b, in the order they began): none when it was killed between
 // operations, several when it ran some at once (from several goroutines,
-// each its own SEQ). An operation that ended in an error is left open too:
-// it must have changed nothing, which the caller checks as for an
-// interrupted one.
+// each its own SEQ). An operation that ended in an error stays open until
+// the next operation begins: if the kill came first, the reopen may settle
+// it either way, which the caller checks as for an interrupted one; once
+// another operation has begun, it must have changed nothing (the model
+// leaves it out).
 func (r *Rig) Interrupted(m Model, lines []string, apply Apply) (Model, [][]string) {
 	open := map[string][]string{}
+	failed := map[string]bool{}
 	var order []string
 	for _, l := range lines {
 		f := strings.Fields(l)
 		switch f[0] {
 		case "begin":
+			for seq := range failed {
+				delete(open, seq)
+				delete(failed, seq)
+			}
 			open[f[1]] = append(f[2:], "", "")[:3]
 			order = append(order, f[1])
 		case "end":
@@ -257,6 +264,7 @@ func (r *Rig) Interrupted(m Model, lines []string, apply Apply) (Model, [][]stri
 				m = apply(m, op[0], op[1], op[2])
 				delete(open, f[1])
 			} else {
+				failed[f[1]] = true
 				r.T.Logf("child: %s (%v)", l, op)
 			}
 		}
