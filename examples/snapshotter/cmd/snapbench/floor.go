@@ -59,13 +59,18 @@ const floorOrigin thin.DeviceID = 1
 // newFloor makes the origin in p, a thin device of size bytes.
 func newFloor(ctx context.Context, ctl *dm.Control, p *pool, size uint64) (*floor, error) {
 	f := &floor{ctl: ctl, pool: p, size: dm.Sectors(size / dm.SectorSize), nextID: floorOrigin + 1, snaps: map[string]*floorSnap{}}
-	if err := f.message(ctx, "create_thin "+strconv.FormatUint(uint64(floorOrigin), 10)); err != nil {
+	if err := f.message(ctx, "create_thin", floorOrigin); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-func (f *floor) message(ctx context.Context, msg string) error {
+// message sends the pool the message verb with the ids as arguments.
+func (f *floor) message(ctx context.Context, verb string, ids ...thin.DeviceID) error {
+	msg := verb
+	for _, id := range ids {
+		msg += " " + strconv.FormatUint(uint64(id), 10)
+	}
 	_, err := f.ctl.Message(ctx, dm.Name(f.pool.name), 0, msg)
 	return err
 }
@@ -100,10 +105,10 @@ func (f *floor) get(key string) (floorSnap, error) {
 
 func (f *floor) make(ctx context.Context, key string, opts ...dm.CreateOption) ([]mount.Mount, error) {
 	id, err := f.take(key)
-	if err == nil {
-		err = f.message(ctx, "create_snap "+strconv.FormatUint(uint64(id), 10)+" "+strconv.FormatUint(uint64(floorOrigin), 10))
-	}
 	if err != nil {
+		return nil, err
+	}
+	if err := f.message(ctx, "create_snap", id, floorOrigin); err != nil {
 		f.mu.Lock()
 		delete(f.snaps, key)
 		f.mu.Unlock()
@@ -161,7 +166,7 @@ func (f *floor) Remove(ctx context.Context, key string) error {
 		f.snaps[key].active = false
 		f.mu.Unlock()
 	}
-	if err := f.message(ctx, "delete "+strconv.FormatUint(uint64(s.id), 10)); err != nil {
+	if err := f.message(ctx, "delete", s.id); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -185,7 +190,7 @@ func (f *floor) close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("floor: remove %q: %w", k, err))
 		}
 	}
-	if err := f.message(ctx, "delete "+strconv.FormatUint(uint64(floorOrigin), 10)); err != nil {
+	if err := f.message(ctx, "delete", floorOrigin); err != nil {
 		errs = append(errs, fmt.Errorf("floor: delete the origin: %w", err))
 	}
 	return errors.Join(errs...)

@@ -33,10 +33,11 @@
 // device of the base image's size: a create_snap message and the create,
 // load and resume of the snapshot's device per Prepare or View, the
 // device's removal per Commit, the removal if active and a delete message
-// per Remove), which no snapshotter on this kernel can go below. Every dm device is named
-// with one prefix, and everything is removed at the end: snapshots through
-// their snapshotter, then any device left, the pools, the loop devices and
-// the files; also after an error, SIGINT or SIGTERM.
+// per Remove), which no snapshotter on this kernel can go below. Every dm
+// device is named with one prefix, and everything is removed at the end:
+// snapshots through their snapshotter (or the floor), then any device
+// left, the pools, the loop devices and the files; also after an error,
+// SIGINT or SIGTERM.
 //
 // # Measurements
 //
