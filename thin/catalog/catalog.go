@@ -266,10 +266,17 @@ func (c *Catalog) load(ctx context.Context) error {
 		return &JournalError{Op: "read", Path: filepath.Join(c.dir, snapshotFile), Err: err}
 	default:
 		var s snapshotState
-		if err := json.Unmarshal(b, &s); err != nil || s.Version != 1 {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, filepath.Join(c.dir, snapshotFile), err)
+		if err := json.Unmarshal(b, &s); err != nil || s.Version != 1 && s.Version != 2 {
+			return fmt.Errorf("%w: %s: version %d: %v", ErrCorrupt, filepath.Join(c.dir, snapshotFile), s.Version, err)
 		}
 		c.seq, c.tid, c.nextID = s.Seq, s.TID, s.NextID
+		for i := range s.Open {
+			r := s.Open[i]
+			if r.Kind != "op" || r.Op == nil || r.Seq > s.Seq {
+				return fmt.Errorf("%w: %s: open operation %d is damaged", ErrCorrupt, filepath.Join(c.dir, snapshotFile), r.Seq)
+			}
+			c.open[r.Seq] = &r
+		}
 		for i := range s.Volumes {
 			v := s.Volumes[i]
 			c.vols[v.Key] = &v
@@ -288,13 +295,15 @@ func (c *Catalog) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	// Records at or below the state's seq are in it already: compaction
-	// runs with nothing open, so an old journal a crash left beside a new
-	// state holds only such records. Operations may interleave: an
-	// activation's outcome can follow other operations begun after it.
+	// Records at or below the state's seq are in it already, but for the
+	// outcomes of the operations the state lists as open. An old journal
+	// that a crash left beside a new state holds no such outcome (the state
+	// was written while they were open), only records to skip. Operations
+	// may interleave: an activation's outcome can follow other operations
+	// begun after it.
 	stateSeq := c.seq
 	for _, r := range rs {
-		if r.Seq <= stateSeq {
+		if r.Seq <= stateSeq && (r.Kind == "op" || c.open[r.Seq] == nil) {
 			continue
 		}
 		switch r.Kind {
@@ -342,6 +351,10 @@ func (c *Catalog) writeSnapshot() error {
 	for _, d := range c.sortedDeferred() {
 		s.Deferred = append(s.Deferred, *d)
 	}
+	for _, r := range c.openRecords() {
+		s.Open = append(s.Open, *r)
+		s.Version = 2
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -351,16 +364,19 @@ func (c *Catalog) writeSnapshot() error {
 
 // compact writes the state out and starts an empty journal, once the
 // journal holds more records than the state has volumes (and at least
-// compactEvery), so that the work per operation stays flat.
+// compactEvery), so that the work per operation stays flat. Operations in
+// flight go into the state as open, so that the journal stays bounded
+// however many activations overlap.
 func (c *Catalog) compact() error {
-	if len(c.open) > 0 || c.j.records < compactEvery || c.j.records < len(c.vols) {
+	if c.j.records < compactEvery || c.j.records < len(c.vols) {
 		return nil
 	}
 	if err := c.writeSnapshot(); err != nil {
 		return err
 	}
 	// A crash here leaves the old journal beside the new state: its
-	// records are at or below the state's sequence number and are skipped.
+	// records are at or below the state's sequence number and are skipped,
+	// and none is the outcome of an operation the state lists as open.
 	if err := writeFileAtomic(c.dir, journalFile, nil); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -1052,4 +1053,98 @@ func TestActivationsOverlap(t *testing.T) {
 		t.Errorf("after the crash, other-snap: %v", err)
 	}
 	w.check(c)
+}
+
+// An activation held in the kernel does not stop compaction: the journal
+// stays bounded while it runs, the state written meanwhile carries it as
+// open, and its outcome, journalled after the compaction, settles it on
+// the next Open. A crash at any instant of that (held, or between the
+// state's write and the journal's restart) reopens to the same catalog.
+func TestCompactionBesideActivation(t *testing.T) {
+	w := newWorld(t, catalog.WithMinFreeSpace(0))
+	c := w.open()
+	for _, k := range []string{"held", "other"} {
+		if _, err := c.Create(w.ctx, k, 2048); err != nil {
+			t.Fatalf("%+v", err)
+		}
+	}
+	arrived, release := make(chan struct{}), make(chan struct{})
+	w.k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
+		if cmd == ioctl.CmdDevCreate {
+			close(arrived)
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { _, err := c.Activate(w.ctx, "held"); done <- err }()
+	<-arrived
+	w.k.SetBeforeIoctl(nil)
+
+	journal := filepath.Join(w.dir, "journal")
+	copyDir := func(files map[string][]byte) string {
+		d := t.TempDir()
+		for name, b := range files {
+			must(t, os.WriteFile(filepath.Join(d, name), b, 0o600))
+		}
+		return d
+	}
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(w.dir, name))
+		must(t, err)
+		return b
+	}
+	// Label changes are two records each: enough of them to compact twice.
+	var torn string // the new state beside the journal before its restart
+	compactions := 0
+	prev := read("journal")
+	for i := 0; i < catalog.CompactEvery+10; i++ {
+		must(t, c.SetLabels(w.ctx, "other", map[string]string{"n": fmt.Sprint(i)}))
+		cur := read("journal")
+		if len(cur) < len(prev) {
+			compactions++
+			if torn == "" {
+				torn = copyDir(map[string][]byte{"catalog.json": read("catalog.json"), "journal": prev})
+			}
+		}
+		prev = cur
+	}
+	if compactions < 2 {
+		t.Fatalf("%d compactions while an activation was held, want 2", compactions)
+	}
+	if st, err := os.Stat(journal); err != nil || st.Size() > 1<<20 {
+		t.Fatalf("journal after compaction beside an activation: %v, %v", st, err)
+	}
+	if !bytes.Contains(read("catalog.json"), []byte(`"open"`)) {
+		t.Fatal("the state written during the activation does not list it as open")
+	}
+	held := copyDir(map[string][]byte{"catalog.json": read("catalog.json"), "journal": read("journal")})
+
+	close(release)
+	must(t, <-done)
+	want := c.List()
+	must(t, c.Close())
+	c = w.open()
+	if diff := cmp.Diff(want, c.List()); diff != "" {
+		t.Fatalf("reopened after the activation ended:\n%s", diff)
+	}
+	if v, _ := c.Get("held"); v.State != catalog.Active {
+		t.Fatalf("held after reopen: %+v", v)
+	}
+	w.check(c)
+	must(t, c.Close())
+
+	// Crashes: the activation open in the state, its device made since.
+	for name, dir := range map[string]string{"held": held, "torn compaction": torn} {
+		w.dir = dir
+		c = w.open()
+		if v, err := c.Get("held"); err != nil || v.State != catalog.Active {
+			t.Errorf("%s: held after the crash: %+v, %v", name, v, err)
+		}
+		if v, err := c.Get("other"); err != nil || v.Labels["n"] == "" {
+			t.Errorf("%s: other after the crash: %+v, %v", name, v, err)
+		}
+		w.check(c)
+		must(t, c.Close())
+	}
 }

@@ -57,7 +57,10 @@
 // a crash (each carries a CRC-32C) is the last one and is dropped. The
 // journal is folded into the state file (dir/catalog.json) once it holds
 // more records than the catalog has volumes (and at least 4096), so an
-// operation's cost does not grow with the number of volumes.
+// operation's cost does not grow with the number of volumes. Activations
+// and deactivations in flight at that moment are written into the state as
+// open operations, and their outcomes follow in the new journal, so the
+// journal stays bounded however constantly activations overlap.
 //
 // One Catalog at a time has a directory open: Open takes an exclusive
 // flock on dir/lock, and a second Open, from this process or another,

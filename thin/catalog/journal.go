@@ -39,7 +39,11 @@ type record struct {
 }
 
 // snapshotState is the catalog file: the whole state as of journal record
-// Seq. Records up to Seq are already in it.
+// Seq. Records up to Seq are already in it, except the operations still
+// open when it was written (activations and deactivations run beside
+// compaction): those are in Open, and their outcomes follow in the
+// journal. A state with open operations is version 2, so that a reader
+// that would drop them refuses it instead.
 type snapshotState struct {
 	Version  int        `json:"version"`
 	Seq      uint64     `json:"seq"`
@@ -47,6 +51,7 @@ type snapshotState struct {
 	NextID   uint32     `json:"next_id"`
 	Volumes  []Volume   `json:"volumes"`
 	Deferred []Deferred `json:"deferred,omitempty"`
+	Open     []record   `json:"open,omitempty"`
 }
 
 // journal appends records to the journal file of a catalog directory.

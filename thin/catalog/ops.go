@@ -158,10 +158,19 @@ func (c *Catalog) usable(ctx context.Context) error {
 // activations and deactivations in flight are left out.
 func (c *Catalog) unsettled() []*record {
 	var rs []*record
-	for seq, r := range c.open {
-		if s, ok := c.busy[r.Op.Key]; ok && s == seq {
+	for _, r := range c.openRecords() {
+		if s, ok := c.busy[r.Op.Key]; ok && s == r.Seq {
 			continue
 		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// openRecords lists the open operations by sequence number.
+func (c *Catalog) openRecords() []*record {
+	rs := make([]*record, 0, len(c.open))
+	for _, r := range c.open {
 		rs = append(rs, r)
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Seq < rs[j].Seq })
