@@ -171,17 +171,27 @@ type Catalog struct {
 	children map[thin.DeviceID]map[*Volume]struct{} // by the parent's id: the snapshots of the volume that holds it
 	deferred map[thin.DeviceID]*Deferred
 	foreign  map[thin.DeviceID]bool // ids the pool had that the catalog did not know
-	// open holds the operations begun and not ended: those in flight (see
-	// busy) and those a crash, or a failure to settle, left (unsettled).
-	open map[uint64]*record
-	// busy holds the keys whose activation or deactivation runs without
-	// mu, with the seq of its record: other calls on such a key wait on
-	// idle, calls on other keys go on.
-	busy   map[string]uint64
-	idle   sync.Cond // on mu: broadcast when a key leaves busy
-	drift  error     // why changes are refused until Repair
-	failed error     // a journal write failed: the catalog must be reopened
-	closed bool
+	// open holds the operations begun and not ended: those in flight
+	// (running) and those a crash, or a failure to settle, left
+	// (unsettled).
+	open    map[uint64]*record
+	running map[uint64]bool
+	// busy holds the keys of the calls whose kernel part runs without mu
+	// (activations, deactivations, creations waiting for or in their pool
+	// transaction): other calls on such a key wait on idle, calls on other
+	// keys go on.
+	busy map[string]bool
+	idle sync.Cond // on mu: broadcast when a key leaves busy, or a send ends
+	// queue holds the creations waiting for a pool transaction, reserved
+	// their thin ids; committing is set while a call sends them, and
+	// sending while that transaction runs without mu.
+	queue      []*pending
+	reserved   map[thin.DeviceID]bool
+	committing bool
+	sending    bool
+	drift      error // why changes are refused until Repair
+	failed     error // a journal write failed: the catalog must be reopened
+	closed     bool
 }
 
 // Open opens the catalog kept in dir for pool, creating dir and an empty
@@ -231,7 +241,9 @@ func Open(ctx context.Context, pool *thin.Pool, dir string, opts ...Option) (*Ca
 		deferred: map[thin.DeviceID]*Deferred{},
 		foreign:  map[thin.DeviceID]bool{},
 		open:     map[uint64]*record{},
-		busy:     map[string]uint64{},
+		running:  map[uint64]bool{},
+		busy:     map[string]bool{},
+		reserved: map[thin.DeviceID]bool{},
 		nextID:   1,
 	}
 	c.idle.L = &c.mu
@@ -323,6 +335,12 @@ func (c *Catalog) load(ctx context.Context) error {
 				c.apply(rec.Op)
 			}
 			delete(c.open, r.Seq)
+		case "trim":
+			rec := c.open[r.Seq]
+			if rec == nil || rec.Op.Type != opGroup || r.Keep >= len(rec.Op.Ops) {
+				return fmt.Errorf("%w: %s: trim of operation %d, which is not an open group of more than %d", ErrCorrupt, path, r.Seq, r.Keep)
+			}
+			rec.Op.Ops = rec.Op.Ops[:r.Keep]
 		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)

@@ -49,3 +49,10 @@ const CompactEvery = compactEvery
 
 // SetBeforeEnd installs a function run before each outcome record.
 func SetBeforeEnd(c *Catalog, f func()) { c.beforeEnd = f }
+
+// Queued is how many creations wait for a pool transaction.
+func Queued(c *Catalog) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}

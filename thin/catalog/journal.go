@@ -31,11 +31,14 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // record is one line of the journal. An operation is an "op" record,
 // written and made durable before anything is sent to the kernel, followed
 // by "done" (it took effect: apply it) or "undo" (it did not, and nothing
-// of it is left).
+// of it is left). A group whose transaction failed part-way is first cut
+// down, durably, to the operations that went in: "trim" keeps its first
+// Keep.
 type record struct {
 	Seq  uint64 `json:"seq"`
-	Kind string `json:"kind"` // "op", "done" or "undo"
+	Kind string `json:"kind"` // "op", "done", "undo" or "trim"
 	Op   *op    `json:"op,omitempty"`
+	Keep int    `json:"keep,omitempty"`
 }
 
 // snapshotState is the catalog file: the whole state as of journal record
@@ -166,7 +169,7 @@ func decodeLine(b []byte) (record, bool) {
 	if err := json.Unmarshal(body, &r); err != nil {
 		return r, false
 	}
-	if r.Kind != "op" && r.Kind != "done" && r.Kind != "undo" || r.Kind == "op" && r.Op == nil {
+	if r.Kind != "op" && r.Kind != "done" && r.Kind != "undo" && r.Kind != "trim" || r.Kind == "op" && r.Op == nil || r.Kind == "trim" && r.Keep < 1 {
 		return r, false
 	}
 	return r, true

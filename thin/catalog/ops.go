@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/thinp/thinp/dm"
@@ -28,6 +30,9 @@ type op struct {
 	// for settid, the id the catalog takes.
 	From uint64    `json:"from"`
 	Time time.Time `json:"time,omitempty"`
+	// Ops are a group's creations and snapshots, in the order sent; each
+	// has the group's From.
+	Ops []*op `json:"ops,omitempty"`
 }
 
 // The operation types. Those in poolOps change the pool and advance its
@@ -47,15 +52,33 @@ const (
 	opAdopt      = "adopt"  // Repair: a thin id of the pool taken into the catalog
 	opForget     = "forget" // Repair: an entry whose thin id the pool lacks dropped
 	opSetTID     = "settid" // Repair: the catalog takes the pool's transaction id
+	opGroup      = "group"  // creations and snapshots sent as one transaction
 )
 
 func isPoolOp(t string) bool {
-	return t == opCreate || t == opSnapshot || t == opDelete || t == opPurge
+	return t == opCreate || t == opSnapshot || t == opDelete || t == opPurge || t == opGroup
+}
+
+// String names o for messages: its type, key and thin id, or those of each
+// operation of a group.
+func (o *op) String() string {
+	if o.Type != opGroup {
+		return fmt.Sprintf("%s of %q (thin id %d)", o.Type, o.Key, o.ID)
+	}
+	parts := make([]string, len(o.Ops))
+	for i, s := range o.Ops {
+		parts[i] = s.String()
+	}
+	return "group of " + strings.Join(parts, ", ")
 }
 
 // apply changes the in-memory state by o, which took effect.
 func (c *Catalog) apply(o *op) {
 	switch o.Type {
+	case opGroup:
+		for _, s := range o.Ops {
+			c.apply(s)
+		}
 	case opCreate, opSnapshot, opAdopt:
 		v := o.Vol.clone()
 		c.vols[v.Key] = &v
@@ -154,15 +177,13 @@ func (c *Catalog) usable(ctx context.Context) error {
 
 // unsettled returns the open operations that no call is running, oldest
 // first: those a crash left, or whose settling failed (drift). The caller
-// holds c.mu; a call that changes the pool holds it throughout, so only
-// activations and deactivations in flight are left out.
+// holds c.mu.
 func (c *Catalog) unsettled() []*record {
 	var rs []*record
 	for _, r := range c.openRecords() {
-		if s, ok := c.busy[r.Op.Key]; ok && s == r.Seq {
-			continue
+		if !c.running[r.Seq] {
+			rs = append(rs, r)
 		}
-		rs = append(rs, r)
 	}
 	return rs
 }
@@ -177,21 +198,26 @@ func (c *Catalog) openRecords() []*record {
 	return rs
 }
 
-// waitIdle waits, with c.mu held, until no activation or deactivation of
-// key is in flight.
-func (c *Catalog) waitIdle(key string) {
-	for {
-		if _, ok := c.busy[key]; !ok {
-			return
-		}
+// waitIdle waits, with c.mu held, until no call on any of keys runs
+// without c.mu (an activation, a deactivation, a creation).
+func (c *Catalog) waitIdle(keys ...string) {
+	for slices.ContainsFunc(keys, func(k string) bool { return c.busy[k] }) {
 		c.idle.Wait()
 	}
 }
 
-// waitQuiet waits, with c.mu held, until no activation or deactivation is
-// in flight: for what compares the whole catalog with the kernel.
+// waitQuiet waits, with c.mu held, until no call runs without c.mu: for
+// what compares the whole catalog with the kernel.
 func (c *Catalog) waitQuiet() {
 	for len(c.busy) > 0 {
+		c.idle.Wait()
+	}
+}
+
+// waitPool waits, with c.mu held, until no pool transaction runs without
+// c.mu, so that the caller may begin one from c.tid.
+func (c *Catalog) waitPool() {
+	for c.sending {
 		c.idle.Wait()
 	}
 }
@@ -200,11 +226,12 @@ func (c *Catalog) waitQuiet() {
 // c.mu (which the caller holds, and holds again when outside returns, even
 // if call panics): calls on other keys go on meanwhile, calls on key wait.
 func (c *Catalog) outside(key string, r *record, call func() error) error {
-	c.busy[key] = r.Seq
+	c.busy[key], c.running[r.Seq] = true, true
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		delete(c.busy, key)
+		delete(c.running, r.Seq)
 		c.idle.Broadcast()
 	}()
 	return call()
@@ -286,6 +313,12 @@ func (c *Catalog) note(o *op) error {
 // as one transaction from the catalog's transaction id, and settles the
 // outcome.
 func (c *Catalog) poolOp(ctx context.Context, o *op, pre func() error, batch func(*thin.Tx)) error {
+	if c.sending {
+		c.waitPool()
+		if err := c.usable(ctx); err != nil {
+			return err
+		}
+	}
 	o.From = c.tid
 	r, err := c.begin(o)
 	if err != nil {
@@ -377,10 +410,13 @@ func (c *Catalog) make(ctx context.Context, what, key, parent string, size dm.Se
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A creation of key in flight decides whether it exists; an
+	// activation or deactivation of the parent, whether it is suspended
+	// around the snapshot.
 	if parent != "" {
-		// An activation or deactivation of the parent in flight decides
-		// whether it is suspended around the snapshot.
-		c.waitIdle(parent)
+		c.waitIdle(key, parent)
+	} else {
+		c.waitIdle(key)
 	}
 	if err := c.usable(ctx); err != nil {
 		return fail(err)
@@ -400,6 +436,12 @@ func (c *Catalog) make(ctx context.Context, what, key, parent string, size dm.Se
 	if err := c.checkSpace(ctx); err != nil {
 		return fail(err)
 	}
+	// The key is taken from here on: a second creation of it waits.
+	c.busy[key] = true
+	defer func() {
+		delete(c.busy, key)
+		c.idle.Broadcast()
+	}()
 	// An id the pool turns out to have (EEXIST) was left by someone else:
 	// it is remembered as foreign (Check reports it) and the next is tried.
 	for tries := 0; ; tries++ {
@@ -409,14 +451,11 @@ func (c *Catalog) make(ctx context.Context, what, key, parent string, size dm.Se
 		}
 		v := &Volume{Key: key, ID: id, Size: size, Created: c.cfg.now().UTC(), Labels: cloneLabels(labels)}
 		o := &op{Type: opCreate, Key: key, ID: id, Vol: v}
-		batch := func(tx *thin.Tx) { tx.CreateThin(id) }
 		if pv != nil {
 			v.Parent, v.ParentID = pv.Key, pv.ID
 			o.Type = opSnapshot
-			origin := pv.ID
-			batch = func(tx *thin.Tx) { tx.CreateSnapshot(id, origin) }
 		}
-		err = c.poolOp(ctx, o, nil, batch)
+		err = c.commit(ctx, o)
 		if err == nil {
 			return v.clone(), nil
 		}
@@ -429,8 +468,168 @@ func (c *Catalog) make(ctx context.Context, what, key, parent string, size dm.Se
 	}
 }
 
+// pending is a creation or snapshot queued for a pool transaction, and
+// once sent, its outcome.
+type pending struct {
+	o    *op
+	done bool
+	err  error
+}
+
+// commit sends o, a creation or snapshot, in a pool transaction, and
+// settles its outcome; the caller holds c.mu. Creations queue up while a
+// transaction runs, and the next one sends all of them (group commit):
+// many create_thin and create_snap messages, one set_transaction_id and
+// one journal record for all, so a hundred containers starting at once
+// cost a few transactions, not a hundred. The first caller to find no
+// transaction running sends the queue, until its own creation is done.
+func (c *Catalog) commit(ctx context.Context, o *op) error {
+	p := &pending{o: o}
+	c.reserved[o.ID] = true
+	defer delete(c.reserved, o.ID)
+	c.queue = append(c.queue, p)
+	for !p.done {
+		if c.committing {
+			c.idle.Wait()
+			continue
+		}
+		c.committing = true
+		batch := c.queue
+		c.queue = nil
+		func() {
+			defer func() {
+				c.committing = false
+				c.idle.Broadcast()
+				if r := recover(); r != nil {
+					// Their callers must not wait for ever; the open
+					// record is settled like a crash's.
+					for _, q := range batch {
+						q.done, q.err = true, errors.New("the pool transaction it was sent in panicked")
+					}
+					panic(r)
+				}
+			}()
+			c.sendQueued(ctx, batch)
+		}()
+	}
+	return p.err
+}
+
+// sendQueued sends batch, queued creations, as one transaction from c.tid,
+// with c.mu released while the kernel works, and settles each. One whose
+// message failed gets the error; those after it in the group go back to
+// the queue.
+func (c *Catalog) sendQueued(ctx context.Context, batch []*pending) {
+	finish := func(ps []*pending, err error) {
+		for _, p := range ps {
+			p.done, p.err = true, err
+		}
+	}
+	if err := c.usable(ctx); err != nil {
+		finish(batch, err)
+		return
+	}
+	o := batch[0].o
+	if len(batch) > 1 {
+		o = &op{Type: opGroup, Ops: make([]*op, len(batch))}
+		for i, p := range batch {
+			o.Ops[i] = p.o
+		}
+	}
+	o.From = c.tid
+	for _, s := range o.Ops {
+		s.From = c.tid
+	}
+	r, err := c.begin(o)
+	if err != nil {
+		finish(batch, err)
+		return
+	}
+	// The batch runs to its end once begun: another caller's cancelled
+	// context must not cut this one's creation short.
+	var res thin.TxResult
+	err = c.unlocked(r, func() (err error) {
+		res, err = c.pool.Transaction(context.WithoutCancel(ctx), o.From, batchOf(o))
+		return err
+	})
+	if err == nil {
+		finish(batch, c.end(r, true))
+		return
+	}
+	in := res.Sent + res.Skipped // the messages that went in
+	switch {
+	case in == 0 && !res.AlreadyApplied:
+		// Nothing was applied: a failed message changes nothing.
+		if eerr := c.end(r, false); eerr != nil {
+			finish(batch, eerr)
+			return
+		}
+		if errors.Is(err, thin.ErrTransactionMismatch) {
+			c.drift = fmt.Errorf("%w: %w", ErrDrift, err)
+			finish(batch, c.drift)
+			return
+		}
+		finish(batch[:1], err)
+		c.queue = append(batch[1:], c.queue...)
+	case len(batch) > 1 && in < len(batch):
+		// Message in failed: cut the group down to the ones before it,
+		// durably, then advance the transaction id over them.
+		if terr := c.trim(r, in); terr != nil {
+			finish(batch, terr)
+			return
+		}
+		if _, rerr := c.pool.Transaction(context.WithoutCancel(ctx), o.From, batchOf(o), thin.Replay()); rerr != nil {
+			if serr := c.settle(ctx, r); serr != nil {
+				rerr = serr
+			}
+			finish(batch, rerr)
+			return
+		}
+		if eerr := c.end(r, true); eerr != nil {
+			finish(batch, eerr)
+			return
+		}
+		finish(batch[:in], nil)
+		finish(batch[in:in+1], err)
+		c.queue = append(batch[in+1:], c.queue...)
+	default:
+		// Every message went in but the transaction id did not move on.
+		if serr := c.settle(ctx, r); serr != nil {
+			err = serr
+		}
+		finish(batch, err)
+	}
+}
+
+// unlocked runs send, the pool transaction of the open record r, without
+// c.mu (which the caller holds, and holds again when unlocked returns, even
+// if send panics): calls that change the pool wait for it, others go on.
+func (c *Catalog) unlocked(r *record, send func() error) error {
+	c.running[r.Seq], c.sending = true, true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.running, r.Seq)
+		c.sending = false
+		c.idle.Broadcast()
+	}()
+	return send()
+}
+
+// trim cuts the open group r down to its first keep operations, durably,
+// before anything is sent to finish it.
+func (c *Catalog) trim(r *record, keep int) error {
+	if err := c.j.append(true, record{Seq: r.Seq, Kind: "trim", Keep: keep}); err != nil {
+		c.failed = fmt.Errorf("catalog journal unusable, reopen the catalog: %w", err)
+		return err
+	}
+	r.Op.Ops = r.Op.Ops[:keep]
+	return nil
+}
+
 // allocID returns the next thin id from nextID on, around the 24-bit space,
-// that no volume, deferred deletion or foreign device holds.
+// that no volume, deferred deletion or foreign device holds, nor a creation
+// waiting for its transaction.
 func (c *Catalog) allocID() (thin.DeviceID, error) {
 	id := c.nextID
 	for n := uint32(0); n < uint32(thin.MaxDeviceID); n++ {
@@ -439,7 +638,7 @@ func (c *Catalog) allocID() (thin.DeviceID, error) {
 		}
 		d := thin.DeviceID(id)
 		_, used := c.byID[d]
-		if !used && c.deferred[d] == nil && !c.foreign[d] {
+		if !used && c.deferred[d] == nil && !c.foreign[d] && !c.reserved[d] {
 			return d, nil
 		}
 		id++
@@ -734,6 +933,7 @@ func (c *Catalog) Rename(ctx context.Context, key, newKey string, opts ...Volume
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitIdle(key, newKey) // a creation of newKey in flight decides whether it exists
 	v, err := c.volume(ctx, key)
 	if err != nil {
 		return fail(err)

@@ -16,6 +16,10 @@ import (
 func batchOf(o *op) func(*thin.Tx) error {
 	return func(tx *thin.Tx) error {
 		switch o.Type {
+		case opGroup:
+			for _, s := range o.Ops {
+				batchOf(s)(tx)
+			}
 		case opCreate:
 			tx.CreateThin(o.ID)
 		case opSnapshot:
@@ -39,7 +43,8 @@ func (c *Catalog) settle(ctx context.Context, r *record) error {
 		defer c.ctl.SyncNode(ctx, o.Device)
 	}
 	switch o.Type {
-	case opCreate, opSnapshot, opDelete, opPurge:
+	case opCreate, opSnapshot, opDelete, opPurge, opGroup:
+		c.waitPool()
 		tid, err := c.pool.TransactionID(ctx)
 		if err != nil {
 			return err
@@ -68,10 +73,10 @@ func (c *Catalog) settle(ctx context.Context, r *record) error {
 				}
 				return c.syncDevice(ctx, o.Key)
 			}
-			c.drift = fmt.Errorf("%w: interrupted %s of thin id %d: %w", ErrDrift, o.Type, o.ID, err)
+			c.drift = fmt.Errorf("%w: interrupted %s: %w", ErrDrift, o, err)
 			return c.drift
 		default:
-			c.drift = fmt.Errorf("%w: interrupted %s of thin id %d from transaction %d, the pool is at %d", ErrDrift, o.Type, o.ID, o.From, tid)
+			c.drift = fmt.Errorf("%w: interrupted %s from transaction %d, the pool is at %d", ErrDrift, o, o.From, tid)
 			return c.drift
 		}
 	case opActivate:
@@ -268,7 +273,7 @@ func (c *Catalog) report(pv *poolView) *Report {
 	var interrupted []string
 	for _, rec := range c.unsettled() {
 		o := rec.Op
-		interrupted = append(interrupted, fmt.Sprintf("%s of %q (thin id %d) from transaction %d", o.Type, o.Key, o.ID, o.From))
+		interrupted = append(interrupted, fmt.Sprintf("%s from transaction %d", o, o.From))
 	}
 	r.Interrupted = strings.Join(interrupted, "; ")
 	for id := range pv.ids {
@@ -381,17 +386,33 @@ func (c *Catalog) Repair(ctx context.Context, ro RepairOptions) (*Report, error)
 			done = pv.ids[o.ID]
 		case opDelete, opPurge:
 			done = !pv.ids[o.ID]
+		case opGroup:
+			// Its messages went in in order: the ids the pool has are
+			// the first ones, and the group is cut down to them.
+			in := 0
+			for in < len(o.Ops) && pv.ids[o.Ops[in].ID] {
+				in++
+			}
+			done = in > 0
+			if done && in < len(o.Ops) {
+				act("cut interrupted %s down to its first %d", o, in)
+				if !dry {
+					if err := c.trim(rec, in); err != nil {
+						return fail(r, err)
+					}
+				}
+			}
 		}
 		switch {
 		case isPoolOp(o.Type):
-			act("settle interrupted %s of thin id %d: %s", o.Type, o.ID, map[bool]string{true: "done", false: "undone"}[done])
+			act("settle interrupted %s: %s", o, map[bool]string{true: "done", false: "undone"}[done])
 			if !dry {
 				if err := c.end(rec, done); err != nil {
 					return fail(r, err)
 				}
 			}
 		default:
-			act("settle interrupted %s of %q from the kernel's state", o.Type, o.Key)
+			act("settle interrupted %s from the kernel's state", o)
 			if !dry {
 				if err := c.settle(ctx, rec); err != nil {
 					return fail(r, err)

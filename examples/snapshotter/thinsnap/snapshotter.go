@@ -99,6 +99,9 @@ type Snapshotter struct {
 	now      func() time.Time
 
 	mu sync.Mutex // serialises changes: a key's existence check and its creation
+	// creating maps the keys whose snapshot is being made without mu to
+	// their parent's catalog key: the key is taken, the parent is kept.
+	creating map[string]string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -201,6 +204,7 @@ func New(cat *catalog.Catalog, cfg Config) (*Snapshotter, error) {
 	}
 	size, _ := check.baseImageBytes()
 	return &Snapshotter{
+		creating: map[string]string{},
 		cat:      cat,
 		cfg:      check,
 		baseSize: thin.Size(size),
@@ -471,43 +475,51 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 		}
 	}
 	ck := catalogKey(kind, key)
-	// The snapshot is made under s.mu (the key is taken once it exists);
-	// its activation runs without, beside other snapshots' activations.
-	v, err := func() (catalog.Volume, error) {
+	// The key is taken and the parent found under s.mu; the snapshot and
+	// its activation are made without, beside other snapshots' (the
+	// catalog sends the snapshots that queue up meanwhile in one pool
+	// transaction).
+	origin, labels, err := func() (catalog.Volume, map[string]string, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if _, ok := s.creating[key]; ok {
+			return catalog.Volume{}, nil, fmt.Errorf("%s %q: %w", op, key, errdefs.ErrAlreadyExists)
+		}
 		if _, err := s.lookup(key); err == nil {
-			return catalog.Volume{}, fmt.Errorf("%s %q: %w", op, key, errdefs.ErrAlreadyExists)
+			return catalog.Volume{}, nil, fmt.Errorf("%s %q: %w", op, key, errdefs.ErrAlreadyExists)
 		} else if !errdefs.IsNotFound(err) {
-			return catalog.Volume{}, wrap(op, key, err)
+			return catalog.Volume{}, nil, wrap(op, key, err)
 		}
 		var origin catalog.Volume
 		if parent == "" {
 			b, err := s.base(ctx)
 			if err != nil {
-				return catalog.Volume{}, wrap(op, key, err)
+				return catalog.Volume{}, nil, wrap(op, key, err)
 			}
 			origin = b
 		} else {
 			p, err := s.lookup(parent)
 			if err != nil {
-				return catalog.Volume{}, wrap(op, key, fmt.Errorf("parent: %w", err))
+				return catalog.Volume{}, nil, wrap(op, key, fmt.Errorf("parent: %w", err))
 			}
 			if pk, _ := kindOf(p.Key); pk != snapshots.KindCommitted {
-				return catalog.Volume{}, fmt.Errorf("%s %q: parent %q is not a committed snapshot: %w", op, key, parent, errdefs.ErrInvalidArgument)
+				return catalog.Volume{}, nil, fmt.Errorf("%s %q: parent %q is not a committed snapshot: %w", op, key, parent, errdefs.ErrInvalidArgument)
 			}
 			origin = p
 		}
 		now := s.now()
-		labels := catalogLabels(base.Labels, origin.Labels[LabelFSType], now, now)
-		v, err := s.cat.Snapshot(ctx, ck, origin.Key, catalog.WithLabels(labels))
-		if err != nil {
-			return catalog.Volume{}, wrap(op, key, err)
-		}
-		return v, nil
+		s.creating[key] = origin.Key
+		return origin, catalogLabels(base.Labels, origin.Labels[LabelFSType], now, now), nil
 	}()
 	if err != nil {
 		return nil, err
+	}
+	v, err := s.cat.Snapshot(ctx, ck, origin.Key, catalog.WithLabels(labels))
+	s.mu.Lock()
+	delete(s.creating, key)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, wrap(op, key, err)
 	}
 	m, err := s.mounts(ctx, v)
 	if err != nil {
@@ -647,6 +659,11 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	if len(children) > 0 {
 		_, child := kindOf(children[0].Key)
 		return fmt.Errorf("remove %q: snapshot %q descends from it: %w", key, child, errdefs.ErrFailedPrecondition)
+	}
+	for child, parent := range s.creating {
+		if parent == v.Key {
+			return fmt.Errorf("remove %q: snapshot %q is being made from it: %w", key, child, errdefs.ErrFailedPrecondition)
+		}
 	}
 	if k, _ := kindOf(v.Key); s.cfg.DiscardBlocks && k != snapshots.KindView {
 		dev, err := s.cat.Activate(ctx, v.Key)
