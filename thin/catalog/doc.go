@@ -94,13 +94,22 @@
 // # Concurrency
 //
 // A Catalog is safe for concurrent use by many goroutines. Changes to the
-// pool (Create, Snapshot, Delete) run one at a time, because each is a
-// transaction from the catalog's transaction id to the next. Activations
-// and deactivations of different volumes overlap, with each other and with
-// those changes: their journal record is written under the catalog's lock,
-// and the kernel's part (creating, loading and resuming the device, or
-// removing it, with any udev wait) runs without it, so that a hundred
-// containers starting at once wait on the kernel, not on each other. Calls
-// on a volume whose activation or deactivation is in flight (and a Snapshot
-// of it) wait for it to end; Check, Repair and Close wait for all of them.
+// pool are transactions from the catalog's transaction id to the next, so
+// one runs at a time; but creations (Create and Snapshot) that arrive while
+// one runs queue up, and the next transaction sends all of them (group
+// commit): their create_thin and create_snap messages, one
+// set_transaction_id and one journal record, a group. A message failing
+// part-way cuts the group down to the ones before it (durably, before the
+// transaction id is advanced over them); the creation that failed gets the
+// error and leaves nothing, and the ones after it are sent again. A crash
+// leaves a group settled whole, as a single operation is. The transaction
+// runs without the catalog's lock, and so do activations and deactivations
+// of different volumes, which overlap with each other and with the
+// transactions: their journal record is written under the lock, and the
+// kernel's part (creating, loading and resuming the device, or removing
+// it, with any udev wait) runs without it, so that a hundred containers
+// starting at once wait on the kernel, not on each other. Calls on a
+// volume whose activation or deactivation is in flight (and a Snapshot of
+// it) wait for it to end, and so do a creation or a Rename onto a key
+// being created; Check, Repair and Close wait for all of them.
 package catalog

@@ -88,9 +88,11 @@ type formatter interface {
 }
 
 // Snapshotter is a containerd snapshots.Snapshotter (and snapshots.Cleaner)
-// on a thin pool's volume catalog. It is safe for concurrent use: snapshots
-// are made, committed and removed one at a time, while the activations of
-// Prepare and View and the deactivations of Commit overlap.
+// on a thin pool's volume catalog. It is safe for concurrent use: Prepares
+// and Views overlap whole (the catalog sends the snapshots that queue up
+// while a pool transaction runs in the next one, together), and so do the
+// deactivations of Commit; renames and removals run one at a time. A
+// parent with a snapshot being made from it cannot be removed.
 type Snapshotter struct {
 	cat      *catalog.Catalog
 	cfg      Config

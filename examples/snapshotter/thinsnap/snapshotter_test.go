@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/thinp/thinp/dm"
 	"github.com/thinp/thinp/dm/dmtest"
+	"github.com/thinp/thinp/ioctl"
 	"github.com/thinp/thinp/thin"
 	"github.com/thinp/thinp/thin/catalog"
 )
@@ -557,5 +559,58 @@ func TestConfigValidate(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Key != key {
 			t.Errorf("%+v: %v, want a ConfigError on %s", c, err, key)
 		}
+	}
+}
+
+// While a snapshot is being made (held here in its create_snap message) the
+// snapshotter's lock is free: its key is taken (a second Prepare or View of
+// it fails at once), and its parent cannot be removed.
+func TestSnapshotBeingMade(t *testing.T) {
+	r := newRig(t, Config{})
+	r.prepare("extract", "", nil)
+	r.commit("img", "extract")
+	arrived, held := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	release := func() { released.Do(func() { close(held) }) }
+	t.Cleanup(release) // before the catalog's Close, which waits for it
+	r.k.SetBeforeIoctl(func(cmd ioctl.Cmd, _ *ioctl.Header) error {
+		if cmd == ioctl.CmdTargetMsg {
+			once.Do(func() { close(arrived); <-held })
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { _, err := r.sn.Prepare(r.ctx, "c1", "img"); done <- err }()
+	<-arrived
+	within := func(what string, f func() error) error {
+		t.Helper()
+		ch := make(chan error, 1)
+		go func() { ch <- f() }()
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s waits for another snapshot's kernel work", what)
+			return nil
+		}
+	}
+	if err := within("prepare", func() error { _, err := r.sn.Prepare(r.ctx, "c1", "img"); return err }); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("prepare of a key being made: %v, want already exists", err)
+	}
+	if err := within("view", func() error { _, err := r.sn.View(r.ctx, "c1", "img"); return err }); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("view of a key being made: %v, want already exists", err)
+	}
+	if err := within("remove", func() error { return r.sn.Remove(r.ctx, "img") }); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("remove of a parent with a snapshot being made: %v, want failed precondition", err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("prepare: %+v", err)
+	}
+	if in := r.stat("c1"); in.Kind != snapshots.KindActive || in.Parent != "img" {
+		t.Fatalf("c1 = %+v", in)
+	}
+	if err := r.sn.Remove(r.ctx, "img"); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("remove of a parent: %v, want failed precondition", err)
 	}
 }
