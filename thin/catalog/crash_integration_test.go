@@ -82,7 +82,8 @@ func crashChild(e *crashtest.ChildEnv) int {
 			e.Op(seq, "activate", k, "", func() error { _, err := cat.Activate(ctx, k); return err })
 		case r < 57 && len(vols) >= 2:
 			// Activations and deactivations of several volumes at once,
-			// beside a create: they overlap in the kernel.
+			// beside a create and two snapshots: they overlap in the
+			// kernel.
 			var wg sync.WaitGroup
 			n := 0
 			op := func(typ, k string, fn func() error) {
@@ -101,6 +102,17 @@ func crashChild(e *crashtest.ChildEnv) int {
 			}
 			if len(vols) < 24 {
 				op("create", key, func() error { _, err := cat.Create(ctx, key, thin.Size(8*thin.MiB)); return err })
+				// Snapshots that queue up behind it go into one
+				// transaction together (a group).
+				for _, sfx := range []string{"a", "b"} {
+					k, parent := key+sfx, pick(vols)
+					wg.Add(1)
+					go func(seq int) {
+						defer wg.Done()
+						e.Op(seq, "snapshot", k, parent, func() error { _, err := cat.Snapshot(ctx, k, parent); return err })
+					}(seq + n)
+					n++
+				}
 			}
 			wg.Wait()
 			seq += n - 1
