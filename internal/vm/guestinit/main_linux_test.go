@@ -143,8 +143,16 @@ func newTestGuest(t *testing.T) (*guest, func() proto.Event) {
 // comes before a job is kept for the next.
 func TestServeControl(t *testing.T) {
 	g, next := newTestGuest(t)
-	job := startGroup(t, "sleep 60 & sleep 60; wait")
+	// A pipeline, not "sleep 60 &": a non-interactive shell starts its
+	// background commands with SIGINT ignored.
+	job := startGroup(t, "sleep 60 | sleep 60")
 	g.jobPgid, g.jobName = job.Process.Pid, "prog"
+	// The signal must find the children there, or the test proves nothing.
+	for deadline := time.Now().Add(30 * time.Second); groupCPU("/proc", job.Process.Pid).procs < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the job's shell did not start its two children")
+		}
+	}
 	ctl := proto.Event{E: proto.CtlSignal, Code: int(unix.SIGKILL)}.Line() +
 		"noise\n" +
 		proto.Event{E: proto.CtlSignal, Code: int(unix.SIGINT)}.Line()
