@@ -1271,21 +1271,27 @@ func TestGroupCommit(t *testing.T) {
 	if got := g.count("set_transaction_id"); got != 2 {
 		t.Errorf("%d transactions for a creation and %d snapshots queued behind it, want 2", got, n)
 	}
+	g.settled(`"type":"group"`, n)
+}
+
+// settled asserts the journal holds record, base has children snapshots,
+// and the catalog agrees with the pool, before and after a reopen.
+func (g *groupWorld) settled(record string, children int) {
+	g.t.Helper()
 	b, err := os.ReadFile(filepath.Join(g.dir, "journal"))
-	must(t, err)
-	if !bytes.Contains(b, []byte(`"type":"group"`)) {
-		t.Error("no group record in the journal")
+	must(g.t, err)
+	if !bytes.Contains(b, []byte(record)) {
+		g.t.Errorf("no %s in the journal:\n%s", record, b)
 	}
-	ch, err := g.c.Children("base")
-	if err != nil || len(ch) != n {
-		t.Errorf("children of base: %d, %v; want %d", len(ch), err, n)
+	if ch, err := g.c.Children("base"); err != nil || len(ch) != children {
+		g.t.Errorf("children of base: %d, %v; want %d", len(ch), err, children)
 	}
 	g.check(g.c)
 	want := g.c.List()
-	must(t, g.c.Close())
+	must(g.t, g.c.Close())
 	g.c = g.open()
 	if diff := cmp.Diff(want, g.c.List()); diff != "" {
-		t.Fatalf("reopened:\n%s", diff)
+		g.t.Fatalf("reopened:\n%s", diff)
 	}
 	g.check(g.c)
 }
@@ -1319,22 +1325,7 @@ func TestGroupCommitFailsPartWay(t *testing.T) {
 	if len(failed) != 1 {
 		t.Fatalf("failed: %v, want exactly the third of the group", failed)
 	}
-	b, err := os.ReadFile(filepath.Join(g.dir, "journal"))
-	must(t, err)
-	if !bytes.Contains(b, []byte(`"kind":"trim","keep":2`)) {
-		t.Errorf("no trim to the first two in the journal:\n%s", b)
-	}
-	if ch, err := g.c.Children("base"); err != nil || len(ch) != n-1 {
-		t.Errorf("children of base: %d, %v; want %d", len(ch), err, n-1)
-	}
-	g.check(g.c)
-	want := g.c.List()
-	must(t, g.c.Close())
-	g.c = g.open()
-	if diff := cmp.Diff(want, g.c.List()); diff != "" {
-		t.Fatalf("reopened:\n%s", diff)
-	}
-	g.check(g.c)
+	g.settled(`"kind":"trim","keep":2`, n-1) // cut down to the first two
 }
 
 // A crash before any ioctl of a group's transaction, of the cut-down
