@@ -158,7 +158,6 @@ func (e *env) pool(mods ...func(*PoolSpec)) *Pool {
 	return p
 }
 
-// reset forgets the recorded ioctls and messages.
 // holdActivation activates id as name in the background, holding it in
 // the fake kernel before its cmd ioctl until release is closed; it returns
 // once the activation has reached that ioctl, and done then gets
@@ -183,6 +182,7 @@ func (e *env) holdActivation(p *Pool, cmd ioctl.Cmd, name string, id DeviceID) (
 	return release, done
 }
 
+// reset forgets the recorded ioctls and messages.
 func (e *env) reset() {
 	e.k.ResetCalls()
 	e.mu.Lock()

@@ -278,8 +278,11 @@ func (c *Catalog) load(ctx context.Context) error {
 		return &JournalError{Op: "read", Path: filepath.Join(c.dir, snapshotFile), Err: err}
 	default:
 		var s snapshotState
-		if err := json.Unmarshal(b, &s); err != nil || s.Version != 1 && s.Version != 2 {
-			return fmt.Errorf("%w: %s: version %d: %v", ErrCorrupt, filepath.Join(c.dir, snapshotFile), s.Version, err)
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, filepath.Join(c.dir, snapshotFile), err)
+		}
+		if s.Version != 1 && s.Version != 2 {
+			return fmt.Errorf("%w: %s: version %d, which this catalog does not know", ErrCorrupt, filepath.Join(c.dir, snapshotFile), s.Version)
 		}
 		c.seq, c.tid, c.nextID = s.Seq, s.TID, s.NextID
 		for i := range s.Open {
@@ -371,6 +374,8 @@ func (c *Catalog) writeSnapshot() error {
 	}
 	for _, r := range c.openRecords() {
 		s.Open = append(s.Open, *r)
+	}
+	if len(s.Open) > 0 {
 		s.Version = 2
 	}
 	b, err := json.Marshal(s)
