@@ -15,7 +15,7 @@ import (
 // benchmarks below measure the library's own work around an ioctl.
 type cannedStatus struct{ reply []byte }
 
-func newCannedStatus(b *testing.B) *cannedStatus {
+func newCannedStatus(b testing.TB) *cannedStatus {
 	r := ioctl.Request{Cmd: ioctl.CmdTableLoad, Header: ioctl.Header{Version: ioctl.Version{4, 47, 0}},
 		Targets: []ioctl.TargetSpec{{Length: 2097152, Type: "thin", Params: "1024 2097151"}}}
 	buf := make([]byte, r.Size())
@@ -34,7 +34,7 @@ func (c *cannedStatus) Ioctl(_ uint, b []byte) error {
 
 // cannedControl is a Control over cannedStatus, closed when b ends, and
 // the device the benchmarks read.
-func cannedControl(b *testing.B) (*dm.Control, context.Context, dm.Ref) {
+func cannedControl(b testing.TB) (*dm.Control, context.Context, dm.Ref) {
 	ctl, err := dm.Open(dm.WithTransport(newCannedStatus(b)), dm.WithUdev(dm.UdevOff))
 	if err != nil {
 		b.Fatal(err)

@@ -169,26 +169,41 @@ func (c *Control) KernelVersion(ctx context.Context) (Version, error) {
 // do issues r for op on ref after checking that the kernel has what r
 // needs, and wraps any failure in *Error.
 func (c *Control) do(ctx context.Context, op string, ref Ref, r *ioctl.Request, fn func(*ioctl.Header, []byte) error) error {
-	if c.closed.Load() {
-		return newError(op, ref, ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := c.ready(ctx, r); err != nil {
 		return newError(op, ref, err)
-	}
-	if c.version != (Version{}) {
-		if need := r.Header.Flags.MinVersion(r.Cmd); c.version.Less(need) {
-			return newError(op, ref, &NotSupportedError{What: r.Cmd.String() + " with flags " + r.Header.Flags.String(), Need: need, Kernel: c.version})
-		}
 	}
 	ref.put(&r.Header)
 	if fn == nil {
 		fn = func(*ioctl.Header, []byte) error { return nil }
 	}
 	if err := c.conn.Do(r, fn); err != nil {
-		if errors.Is(err, os.ErrClosed) {
-			err = ErrClosed
-		}
-		return newError(op, ref, err)
+		return newError(op, ref, closedErr(err))
 	}
 	return nil
+}
+
+// ready checks, before r is sent, that c is open, ctx is live and the
+// kernel has what r needs.
+func (c *Control) ready(ctx context.Context, r *ioctl.Request) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.version != (Version{}) {
+		if need := r.Header.Flags.MinVersion(r.Cmd); c.version.Less(need) {
+			return &NotSupportedError{What: r.Cmd.String() + " with flags " + r.Header.Flags.String(), Need: need, Kernel: c.version}
+		}
+	}
+	return nil
+}
+
+// closedErr is err from the transport, ErrClosed when c was closed under
+// it.
+func closedErr(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	return err
 }

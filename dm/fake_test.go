@@ -366,3 +366,144 @@ func TestFakeStatusFunc(t *testing.T) {
 		t.Errorf("missing device: %v", err)
 	}
 }
+
+// StatusAll reads, for every device, what Status reads: one list and one
+// status ioctl per device, on kernels that filter lists and on older ones.
+// It filters by name and uuid prefix, leaves out a device removed or
+// renamed after the list, names the device in fn's error, and refuses bad
+// input before any ioctl.
+func TestFakeStatusAll(t *testing.T) {
+	for _, v := range []ioctl.Version{{4, 47, 0}, {4, 43, 0}, {4, 36, 0}} {
+		t.Run(v.String(), func(t *testing.T) {
+			k := dmtest.New(dmtest.WithVersion(v))
+			ctl, err := dm.Open(dm.WithTransport(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ctl.Close()
+			testStatusAll(t, ctl, k)
+		})
+	}
+}
+
+func testStatusAll(t *testing.T, ctl *dm.Control, k *dmtest.Kernel) {
+	ctx := context.Background()
+	tb := dm.Table{{Length: 8, Type: "zero"}, {Start: 8, Length: 8, Type: "error"}}
+	names := []string{"sa-a", "sa-b", "sa-c", "sb-d", "sb-e"}
+	for i, name := range names {
+		if _, err := ctl.Create(ctx, name, tb[:1+i%2], dm.WithUUID(fmt.Sprintf("u%d-%s", i%2, name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ctl.CreateDevice(ctx, "sa-notable"); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(flags dm.Flag, opts ...dm.ListOption) (map[string]string, error) {
+		got := map[string]string{}
+		err := ctl.StatusAll(ctx, flags, func(d dm.Device, st []dm.TargetStatus) error {
+			info, err := ctl.Info(ctx, dm.Name(d.Name))
+			if err != nil {
+				return err
+			}
+			if d.UUID != info.UUID || d.Dev != info.Dev || !d.HasEventNr || d.EventNr != info.EventNr {
+				t.Errorf("%s: StatusAll gave %+v, Info %+v", d.Name, d, info)
+			}
+			want, err := ctl.Status(ctx, dm.Name(d.Name))
+			if err != nil {
+				return err
+			}
+			if fmt.Sprint(st) != fmt.Sprint(want) {
+				t.Errorf("%s: StatusAll gave %v, Status %v", d.Name, st, want)
+			}
+			got[strings.Clone(d.Name)] = fmt.Sprint(len(st))
+			return nil
+		}, opts...)
+		return got, err
+	}
+
+	got, err := scan(dm.NoFlush)
+	if err != nil || fmt.Sprint(got) != "map[sa-a:1 sa-b:2 sa-c:1 sa-notable:0 sb-d:2 sb-e:1]" {
+		t.Errorf("scan of every device: %v, %v", got, err)
+	}
+	k.ResetCalls()
+	if got, err := scan(0, dm.WithNamePrefix("sb-")); err != nil || fmt.Sprint(got) != "map[sb-d:2 sb-e:1]" {
+		t.Errorf("name prefix: %v, %v", got, err)
+	}
+	// From 4.45 the kernel filters the list itself.
+	if c := k.Calls(); len(c) == 0 || c[0].Cmd != ioctl.CmdListDevices ||
+		(c[0].Header.Name == "sb-") != ctl.Version().Has(ioctl.FeatureNameListUUID) {
+		t.Errorf("the scan's list on %s: %+v", ctl.Version(), c)
+	}
+	if got, err := scan(0, dm.WithUUIDPrefix("u1-"), dm.WithNamePrefix("s")); err != nil || fmt.Sprint(got) != "map[sa-b:2 sb-d:2]" {
+		t.Errorf("uuid prefix: %v, %v", got, err)
+	}
+
+	// One list, then one status read per device: nothing else.
+	k.ResetCalls()
+	n := 0
+	if err := ctl.StatusAll(ctx, 0, func(dm.Device, []dm.TargetStatus) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	calls := k.Calls()
+	if n != 6 || len(calls) != 7 || calls[0].Cmd != ioctl.CmdListDevices {
+		t.Errorf("%d devices seen with %d ioctls: %v", n, len(calls), calls)
+	}
+	for _, c := range calls[1:] {
+		if c.Cmd != ioctl.CmdTableStatus {
+			t.Errorf("a scan sent %s", c.Cmd)
+		}
+	}
+
+	// Devices removed and renamed after the list are left out.
+	k.SetBeforeIoctl(func(cmd ioctl.Cmd, h *ioctl.Header) error {
+		if cmd == ioctl.CmdTableStatus && h.Name == "sa-a" {
+			k.SetBeforeIoctl(nil)
+			if err := ctl.Remove(ctx, dm.Name("sa-b")); err != nil {
+				t.Error(err)
+			}
+			if err := ctl.Rename(ctx, dm.Name("sa-c"), "zz"); err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	})
+	if got, err := scan(0, dm.WithNamePrefix("sa-")); err != nil || fmt.Sprint(got) != "map[sa-a:1 sa-notable:0]" {
+		t.Errorf("after a remove and a rename: %v, %v", got, err)
+	}
+
+	// fn's error stops the scan and names the device; a failing read too.
+	stop := errors.New("enough")
+	n = 0
+	err = ctl.StatusAll(ctx, 0, func(dm.Device, []dm.TargetStatus) error { n++; return stop })
+	var de *dm.Error
+	if !errors.Is(err, stop) || n != 1 || !errors.As(err, &de) || de.Device != "sa-a" {
+		t.Errorf("fn's error: %v after %d calls", err, n)
+	}
+	k.FailNext(ioctl.CmdTableStatus, unix.EIO)
+	err = ctl.StatusAll(ctx, 0, func(dm.Device, []dm.TargetStatus) error { return nil })
+	if !errors.Is(err, unix.EIO) || !errors.As(err, &de) || de.Device != "sa-a" || de.Cmd != ioctl.CmdTableStatus {
+		t.Errorf("a failed read: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	n = 0
+	err = ctl.StatusAll(cctx, 0, func(dm.Device, []dm.TargetStatus) error { n++; cancel(); return nil })
+	if !errors.Is(err, context.Canceled) || n != 1 {
+		t.Errorf("cancelled mid-scan: %v after %d devices", err, n)
+	}
+
+	k.ResetCalls()
+	ok := func(dm.Device, []dm.TargetStatus) error { return nil }
+	for what, err := range map[string]error{
+		"nil fn":     ctl.StatusAll(ctx, 0, nil),
+		"bad flag":   ctl.StatusAll(ctx, dm.Deferred, ok),
+		"long name":  ctl.StatusAll(ctx, 0, ok, dm.WithNamePrefix(strings.Repeat("x", 128))),
+		"NUL prefix": ctl.StatusAll(ctx, 0, ok, dm.WithUUIDPrefix("a\x00")),
+	} {
+		if !errors.Is(err, dm.ErrInvalid) {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	if c := k.Calls(); len(c) != 0 {
+		t.Errorf("invalid calls reached the kernel: %v", c)
+	}
+}

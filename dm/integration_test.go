@@ -314,6 +314,78 @@ func TestIntegrationListPrefixAndEvents(t *testing.T) {
 	}
 }
 
+// StatusAll reads what dmsetup status prints for each device a prefix
+// selects, with each device's identity as Info reports it, and leaves out
+// a device removed during the scan.
+func TestIntegrationStatusAll(t *testing.T) {
+	ctl, prefix := setup(t)
+	ctx := context.Background()
+	tables := []dm.Table{
+		{{Length: 8, Type: "zero"}},
+		{{Length: 8, Type: "zero"}, {Start: 8, Length: 16, Type: "error"}},
+		{{Length: 8, Type: "error"}},
+	}
+	for i, tb := range tables {
+		if _, err := ctl.Create(ctx, fmt.Sprintf("%ss%d", prefix, i), tb, dm.WithUUID(fmt.Sprintf("%su%d-%d", prefix, i%2, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ctl.CreateDevice(ctx, prefix+"s3"); err != nil { // no table
+		t.Fatal(err)
+	}
+	scan := func(opts ...dm.ListOption) map[string]string {
+		t.Helper()
+		got := map[string]string{}
+		err := ctl.StatusAll(ctx, dm.NoFlush, func(d dm.Device, st []dm.TargetStatus) error {
+			info, err := ctl.Info(ctx, dm.Name(d.Name))
+			if err != nil {
+				return err
+			}
+			if d.UUID != info.UUID || d.Dev != info.Dev || d.EventNr != info.EventNr || !d.HasEventNr {
+				t.Errorf("%s: StatusAll gave %+v, Info %+v", d.Name, d, info)
+			}
+			var lines []string
+			for _, s := range st {
+				lines = append(lines, s.String())
+			}
+			got[strings.Clone(d.Name)] = strings.Join(lines, "\n")
+			return nil
+		}, opts...)
+		if err != nil {
+			t.Fatalf("%+v", err)
+		}
+		return got
+	}
+	got := scan(dm.WithNamePrefix(prefix))
+	if len(got) != 4 {
+		t.Fatalf("scan of %s*: %q", prefix, got)
+	}
+	for name, lines := range got {
+		want := strings.TrimSuffix(dmsetup(t, "status", name), "\n")
+		if lines != want {
+			t.Errorf("%s: StatusAll read %q, dmsetup status printed %q", name, lines, want)
+		}
+	}
+	if got := scan(dm.WithUUIDPrefix(prefix + "u1-")); len(got) != 1 || got[prefix+"s1"] == "" {
+		t.Errorf("scan of uuid %su1*: %q", prefix, got)
+	}
+
+	// A device removed during the scan is left out.
+	var seen []string
+	err := ctl.StatusAll(ctx, 0, func(d dm.Device, _ []dm.TargetStatus) error {
+		if d.Name == prefix+"s0" {
+			if err := ctl.Remove(ctx, dm.Name(prefix+"s1")); err != nil {
+				return err
+			}
+		}
+		seen = append(seen, strings.Clone(d.Name))
+		return nil
+	}, dm.WithNamePrefix(prefix))
+	if err != nil || strings.Join(seen, " ") != strings.Join([]string{prefix + "s0", prefix + "s2", prefix + "s3"}, " ") {
+		t.Errorf("scan with a removal: saw %q, %+v", seen, err)
+	}
+}
+
 func TestIntegrationErrnoContract(t *testing.T) {
 	ctl, prefix := setup(t)
 	ctx := context.Background()

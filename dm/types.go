@@ -255,12 +255,18 @@ func ValidateName(name string) error {
 		return invalid("name", "empty")
 	case len(name) > ioctl.NameLen-1:
 		return invalid("name", "%d bytes, more than the kernel's 127", len(name))
-	case strings.IndexByte(name, '/') >= 0:
-		return invalid("name", "%q contains '/'", name)
-	case strings.IndexByte(name, 0) >= 0:
-		return invalid("name", "contains a NUL byte")
 	case name == "control" || name == "." || name == "..":
 		return invalid("name", "%q is reserved", name)
+	}
+	// One pass for both bytes: names are short, and this runs before
+	// every ioctl on a name.
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '/':
+			return invalid("name", "%q contains '/'", name)
+		case 0:
+			return invalid("name", "contains a NUL byte")
+		}
 	}
 	return nil
 }

@@ -115,32 +115,32 @@ func (c *Conn) startSizeLocked(cmd Cmd) int {
 	return learned
 }
 
-// learnLocked records a reply of cmd that fitted in a size-byte buffer, of
-// which the kernel says it used dataSize bytes.
-func (c *Conn) learnLocked(cmd Cmd, size int, dataSize uint32) {
+// need is the buffer a reply of cmd asks for: it fitted in a size-byte
+// buffer, of which the kernel says it used dataSize bytes.
+func (c *Conn) need(size int, dataSize uint32) int {
 	used := int(dataSize)
-	need := size
-	if used > 0 && used < size {
+	if used <= 0 || used >= size {
 		// The kernel set data_size to the end of what it wrote; when it
 		// wrote nothing (a status of a device without a table) it left
 		// data_size alone, and the size that served is all there is to go
 		// by.
-		need = MinBufferSize
-		for need < used+used/4 {
-			need *= 2
-		}
-		// Never past the cap on growth (a request larger than the cap
-		// has been sent at its own size and stays that).
-		limit := c.MaxBuffer
-		if limit <= 0 {
-			limit = DefaultMaxBuffer
-		}
-		need = min(need, max(limit, size))
+		return size
 	}
+	need := MinBufferSize
+	for need < used+used/4 {
+		need *= 2
+	}
+	// Never past the cap on growth (a request larger than the cap has
+	// been sent at its own size and stays that).
+	return min(need, max(c.limit(), size))
+}
+
+// learnLocked records that replies of cmd needed a need-byte buffer.
+func (c *Conn) learnLocked(cmd Cmd, need int) {
 	h := &c.hints[cmd]
 	if !resendable(cmd) {
-		if size > DefaultBufferSize && size > h.size {
-			h.size = size
+		if need > DefaultBufferSize && need > h.size {
+			h.size = need
 		}
 		return
 	}
@@ -151,35 +151,122 @@ func (c *Conn) learnLocked(cmd Cmd, size int, dataSize uint32) {
 	}
 }
 
+func (c *Conn) limit() int {
+	if c.MaxBuffer <= 0 {
+		return DefaultMaxBuffer
+	}
+	return c.MaxBuffer
+}
+
 // Do packs r, issues it and calls fn with the reply header and the reply
 // buffer, both valid only during fn. Commands that return data start with
 // the buffer size described at DefaultBufferSize and double it while the
 // kernel sets DM_BUFFER_FULL_FLAG, up to MaxBuffer.
 func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
-	size := r.Size()
-	returns := r.Cmd.ReturnsData()
-	limit := c.MaxBuffer
-	if limit <= 0 {
-		limit = DefaultMaxBuffer
+	var x exchange
+	c.begin(&x, r)
+	h, err := x.send(r)
+	if err == nil {
+		err = fn(h, x.rb.b)
+		x.replied(r, h)
 	}
+	x.end()
+	return err
+}
+
+// DoEach is Do for a run of requests of one command: it issues r once for
+// every call of next that returns true, next readying r for its request (a
+// new device name, say, with r.Cmd unchanged). It calls each with every
+// reply, valid only during each (the header's name and uuid too: they
+// point into b unless they are the request's), or with the request's
+// error (h and b nil): each returns nil to go on with the next request, or
+// an error, which stops the run and is returned. The run holds one buffer and takes
+// the Conn's lock twice in all, where a Do per request takes it twice per
+// request; buffer sizes are learned from the run's largest reply.
+func (c *Conn) DoEach(r *Request, next func(*Request) bool, each func(h *Header, b []byte, err error) error) error {
+	cmd := r.Cmd
+	var x exchange
+	c.begin(&x, r)
+	x.alias = true
+	defer x.end()
+	for next(r) {
+		if r.Cmd != cmd {
+			return fmt.Errorf("ioctl: DoEach of %s changed the command to %s", cmd, r.Cmd)
+		}
+		x.ready(r)
+		h, err := x.send(r)
+		if err == nil {
+			err = each(h, x.rb.b, nil)
+			x.replied(r, h)
+		} else {
+			err = each(nil, nil, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exchange is one Do or DoEach: the buffer it holds and what it learned.
+type exchange struct {
+	c       *Conn
+	cmd     Cmd
+	returns bool // the command returns data: sizes are learned
+	secure  bool
+	alias   bool // the reply header's strings point into the buffer
+	size    int  // the size the next request starts with
+	need    int  // the largest buffer a reply needed; 0 before one
+	rb      *replyBuf
+}
+
+// begin starts x with a buffer for r from the pool.
+func (c *Conn) begin(x *exchange, r *Request) {
+	*x = exchange{c: c, cmd: r.Cmd, returns: r.Cmd.ReturnsData(), secure: r.Header.Flags&FlagSecureData != 0}
+	n := r.Size()
+	x.size = n
+	c.mu.Lock()
+	if x.returns {
+		x.size = max(n, c.startSizeLocked(r.Cmd))
+	}
+	x.rb = c.getLocked(x.size, n)
+	c.mu.Unlock()
+}
+
+// ready readies the held buffer for the next request of a run.
+func (x *exchange) ready(r *Request) {
+	n := r.Size()
+	size := max(x.size, n)
+	if cap(x.rb.b) < size {
+		x.swap(size, n)
+		return
+	}
+	x.rb.reset(size, n)
+}
+
+// swap trades the held buffer for one of size bytes.
+func (x *exchange) swap(size, skip int) {
+	x.c.mu.Lock()
+	x.c.putLocked(x.rb)
+	x.rb = x.c.getLocked(size, skip)
+	x.c.mu.Unlock()
+}
+
+// send packs r into the held buffer and issues it, growing the buffer
+// while the kernel reports it full. On failure the buffer is marked
+// written throughout.
+func (x *exchange) send(r *Request) (*Header, error) {
+	c, rb := x.c, x.rb
 	// The version actually sent, as MarshalTo fills it in: a kernel that
 	// rejects it writes its own version over it.
 	sent := r.Header.Version
 	if sent == (Version{}) {
 		sent = r.Cmd.MinVersion()
 	}
-	secure := r.Header.Flags&FlagSecureData != 0
-
-	c.mu.Lock()
-	if returns {
-		size = max(size, c.startSizeLocked(r.Cmd))
-	}
-	rb := c.getLocked(size, r.Size())
-	c.mu.Unlock()
 	for {
 		if _, err := r.MarshalTo(rb.b); err != nil {
-			c.drop(rb, secure)
-			return err
+			rb.retire(x.secure, len(rb.b))
+			return nil, err
 		}
 		if err := c.T.Ioctl(r.Cmd.Request(), rb.b); err != nil {
 			ierr := &Error{Cmd: r.Cmd, Err: err}
@@ -189,47 +276,57 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 				(rb.h.Version[0] != sent[0] || rb.h.Version[1] < sent[1]) {
 				ierr.Kernel = rb.h.Version
 			}
-			c.drop(rb, secure)
-			return ierr
+			rb.retire(x.secure, len(rb.b))
+			return nil, ierr
 		}
 		h := &rb.h
-		if err := h.unmarshalLike(rb.b, &r.Header); err != nil {
-			c.drop(rb, secure)
-			return err
+		if err := h.unmarshalLike(rb.b, &r.Header, x.alias); err != nil {
+			rb.retire(x.secure, len(rb.b))
+			return nil, err
 		}
-		if returns && h.Flags&FlagBufferFull != 0 {
-			if size >= limit {
-				c.drop(rb, secure)
-				return &Error{Cmd: r.Cmd, Err: ErrBufferTooLarge}
-			}
-			if size < DefaultBufferSize {
-				// A learned size fell short: this reply is unlike the
-				// recent ones, so go on as if nothing had been learned.
-				size = min(DefaultBufferSize, limit)
-			} else {
-				size = min(size*2, limit)
-			}
-			rb.retire(secure, len(rb.b))
-			c.mu.Lock()
-			c.putLocked(rb)
-			rb = c.getLocked(size, r.Size())
-			c.mu.Unlock()
-			continue
+		if !x.returns || h.Flags&FlagBufferFull == 0 {
+			return h, nil
 		}
-		err := fn(h, rb.b)
-		// The kernel wrote back data_size bytes at most; the request
-		// took r.Size().
-		extent := max(r.Size(), min(int(h.DataSize), len(rb.b)))
-		dataSize := h.DataSize
-		rb.retire(secure, extent)
-		c.mu.Lock()
-		if returns {
-			c.learnLocked(r.Cmd, size, dataSize)
+		size := len(rb.b)
+		if size >= c.limit() {
+			rb.retire(x.secure, len(rb.b))
+			return nil, &Error{Cmd: r.Cmd, Err: ErrBufferTooLarge}
 		}
-		c.putLocked(rb)
-		c.mu.Unlock()
-		return err
+		if size < DefaultBufferSize {
+			// A learned size fell short: this reply is unlike the
+			// recent ones, so go on as if nothing had been learned.
+			size = min(DefaultBufferSize, c.limit())
+		} else {
+			size = min(size*2, c.limit())
+		}
+		x.size = size
+		rb.retire(x.secure, len(rb.b))
+		x.swap(size, r.Size())
+		rb = x.rb
 	}
+}
+
+// replied notes a reply that has been read: the bytes it may have written,
+// and the buffer it needed.
+func (x *exchange) replied(r *Request, h *Header) {
+	// The kernel wrote back data_size bytes at most; the request took
+	// r.Size().
+	rb := x.rb
+	extent := max(r.Size(), min(int(h.DataSize), len(rb.b)))
+	if x.returns {
+		x.need = max(x.need, x.c.need(len(rb.b), h.DataSize))
+	}
+	rb.retire(x.secure, extent)
+}
+
+// end returns the buffer to the pool and records what the replies needed.
+func (x *exchange) end() {
+	x.c.mu.Lock()
+	if x.need > 0 {
+		x.c.learnLocked(x.cmd, x.need)
+	}
+	x.c.putLocked(x.rb)
+	x.c.mu.Unlock()
 }
 
 // retire readies rb for the pool: wiped if it held DM_SECURE_DATA (a table
@@ -242,15 +339,6 @@ func (rb *replyBuf) retire(secure bool, extent int) {
 	}
 	rb.dirty = max(rb.dirty, extent)
 	rb.h = Header{}
-}
-
-// drop returns rb to the pool after a call that failed, when any byte of
-// it may have been written.
-func (c *Conn) drop(rb *replyBuf, secure bool) {
-	rb.retire(secure, len(rb.b))
-	c.mu.Lock()
-	c.putLocked(rb)
-	c.mu.Unlock()
 }
 
 // getLocked returns a zeroed buffer of exactly n bytes, reusing a pooled
@@ -269,17 +357,23 @@ func (c *Conn) getLocked(n, skip int) *replyBuf {
 		if rb := c.pool[i]; cap(rb.b) >= n {
 			c.pool[i] = c.pool[len(c.pool)-1]
 			c.pool = c.pool[:len(c.pool)-1]
-			rb.b = rb.b[:n]
-			if end := min(n, rb.dirty); end > skip {
-				clear(rb.b[skip:end])
-			}
-			if rb.dirty <= n {
-				rb.dirty = 0
-			}
+			rb.reset(n, skip)
 			return rb
 		}
 	}
 	return &replyBuf{b: make([]byte, n, max(n, DefaultBufferSize))}
+}
+
+// reset cuts rb to n bytes, zeroed but for the first skip; cap(rb.b) must
+// be at least n.
+func (rb *replyBuf) reset(n, skip int) {
+	rb.b = rb.b[:n]
+	if end := min(n, rb.dirty); end > skip {
+		clear(rb.b[skip:end])
+	}
+	if rb.dirty <= n {
+		rb.dirty = 0
+	}
 }
 
 // maxPooled bounds how many idle buffers a Conn keeps, and maxPooledSize

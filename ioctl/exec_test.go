@@ -785,12 +785,22 @@ func TestCStringLike(t *testing.T) {
 		{[]byte("12345678"), "12345678", "12345678", false}, // no NUL in the field
 		{field("abc"), "abd", "abc", false},
 	} {
-		got := cStringLike(tc.b, tc.like)
-		if got != tc.want {
-			t.Errorf("cStringLike(%q, %q) = %q, want %q", tc.b, tc.like, got, tc.want)
-		}
-		if tc.same && len(got) > 0 && unsafe.StringData(got) != unsafe.StringData(tc.like) {
-			t.Errorf("cStringLike(%q, %q) allocated a copy", tc.b, tc.like)
+		for _, alias := range []bool{false, true} {
+			got := cStringLike(tc.b, tc.like, alias)
+			if got != tc.want {
+				t.Errorf("cStringLike(%q, %q, %v) = %q, want %q", tc.b, tc.like, alias, got, tc.want)
+			}
+			if len(got) == 0 {
+				continue
+			}
+			switch p := unsafe.StringData(got); {
+			case tc.same && p != unsafe.StringData(tc.like):
+				t.Errorf("cStringLike(%q, %q, %v) allocated a copy", tc.b, tc.like, alias)
+			case !tc.same && alias && p != &tc.b[0]:
+				t.Errorf("cStringLike(%q, %q, true) does not point into the field", tc.b, tc.like)
+			case !tc.same && !alias && p == &tc.b[0]:
+				t.Errorf("cStringLike(%q, %q, false) points into the field", tc.b, tc.like)
+			}
 		}
 	}
 }
@@ -817,5 +827,112 @@ func TestTargetTypeNames(t *testing.T) {
 	b := []byte("sixteen-bytes-xx")
 	if got := targetType(b, false); got != "sixteen-bytes-xx" {
 		t.Errorf("no NUL: %q", got)
+	}
+}
+
+// TestDoEach: a run of requests on one buffer sends each request as Do
+// would (no stale byte in the buffer, whatever the earlier replies wrote),
+// grows the buffer for a reply that does not fit and goes on, hands each
+// failure to each, which decides whether the run goes on, and learns the
+// size from the run's largest reply.
+func TestDoEach(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var reqSize int
+	k := &fakeKernel{}
+	need := map[string]int{} // payload each name's reply needs
+	k.fn = func(req uint, b []byte) error {
+		for i := reqSize; i < len(b); i++ {
+			if b[i] != 0 {
+				return fmt.Errorf("stale byte %#x at %d of %d", b[i], i, len(b))
+			}
+		}
+		name := cString(b[offName : offName+NameLen])
+		if name == "gone" {
+			return syscall.ENXIO
+		}
+		return needPayload(need[name])(req, b)
+	}
+	c := &Conn{T: k}
+	for run := 0; run < 200; run++ {
+		var names []string
+		for i := rng.IntN(20); i > 0; i-- {
+			name := fmt.Sprintf("dev%d", rng.IntN(50))
+			if rng.IntN(10) == 0 {
+				name = "gone"
+			}
+			need[name] = rng.IntN(40000)
+			names = append(names, name)
+		}
+		r := &Request{Cmd: CmdTableStatus}
+		reqSize = r.Size()
+		i, seen, failed := 0, 0, 0
+		err := c.DoEach(r, func(r *Request) bool {
+			if i == len(names) {
+				return false
+			}
+			r.Header.Name = names[i]
+			i++
+			return true
+		}, func(h *Header, b []byte, err error) error {
+			name := names[i-1]
+			if name == "gone" {
+				if !errors.Is(err, syscall.ENXIO) || h != nil || b != nil {
+					t.Errorf("gone: %v, %v", h, err)
+				}
+				failed++
+				return nil
+			}
+			p, perr := h.Payload(b)
+			if err != nil || perr != nil || len(p) != need[name] || h.Name != name {
+				t.Errorf("%s: %d payload bytes, want %d; %v %v", name, len(p), need[name], err, perr)
+			}
+			seen++
+			return nil
+		})
+		if err != nil || seen+failed != len(names) {
+			t.Fatalf("run %d: %v after %d of %d", run, err, seen+failed, len(names))
+		}
+	}
+
+	// each's error stops the run; a changed command is refused.
+	stop := errors.New("enough")
+	n := 0
+	err := c.DoEach(&Request{Cmd: CmdTableStatus}, func(r *Request) bool { r.Header.Name = "dev1"; return true },
+		func(*Header, []byte, error) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("each's error: %v after %d", err, n)
+	}
+	n = 0
+	err = c.DoEach(&Request{Cmd: CmdTableStatus}, func(r *Request) bool { r.Cmd = CmdTableDeps; return true },
+		func(*Header, []byte, error) error { n++; return nil })
+	if err == nil || n != 0 {
+		t.Errorf("changed command: %v after %d", err, n)
+	}
+	// The buffers came back to the pool, and the size was learned.
+	if len(c.pool) == 0 || c.hints[CmdTableStatus].size == 0 {
+		t.Errorf("pool %d buffers, learned %+v", len(c.pool), c.hints[CmdTableStatus])
+	}
+}
+
+// transportFunc is a Transport that allocates nothing itself.
+type transportFunc func(req uint, b []byte) error
+
+func (f transportFunc) Ioctl(req uint, b []byte) error { return f(req, b) }
+
+// A run's replies allocate nothing per request.
+func TestDoEachAllocations(t *testing.T) {
+	c := &Conn{T: transportFunc(needPayload(100))}
+	run := func(n int) float64 {
+		r := &Request{Cmd: CmdTableStatus}
+		return testing.AllocsPerRun(20, func() {
+			i := 0
+			if err := c.DoEach(r, func(r *Request) bool { r.Header.Name = "dev"; i++; return i <= n },
+				func(*Header, []byte, error) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if a, b := run(1), run(50); a != b {
+		t.Errorf("%v allocations for one request, %v for 50", a, b)
 	}
 }

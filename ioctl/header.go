@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
+	"unsafe"
 )
 
 // struct dm_ioctl from include/uapi/linux/dm-ioctl.h:
@@ -146,13 +147,14 @@ func (h *Header) unmarshalFixed(b []byte) error {
 
 // unmarshalLike is UnmarshalBinary for a reply to a request with header
 // req: the kernel echoes the request's name and uuid, and those strings are
-// reused instead of allocated again.
-func (h *Header) unmarshalLike(b []byte, req *Header) error {
+// reused instead of allocated again. With alias, a name or uuid that is
+// not the request's points into b instead of being copied.
+func (h *Header) unmarshalLike(b []byte, req *Header, alias bool) error {
 	if err := h.unmarshalFixed(b); err != nil {
 		return err
 	}
-	h.Name = cStringLike(b[offName:offName+NameLen], req.Name)
-	h.UUID = cStringLike(b[offUUID:offUUID+UUIDLen], req.UUID)
+	h.Name = cStringLike(b[offName:offName+NameLen], req.Name, alias)
+	h.UUID = cStringLike(b[offUUID:offUUID+UUIDLen], req.UUID, alias)
 	return nil
 }
 
@@ -201,10 +203,15 @@ func cLen(b []byte) int {
 // cString returns the bytes of b up to the first NUL (or all of b).
 func cString(b []byte) string { return string(b[:cLen(b)]) }
 
-// cStringLike is cString, returning like itself when the bytes spell it.
-func cStringLike(b []byte, like string) string {
+// cStringLike is cString, returning like itself when the bytes spell it;
+// with alias, other strings point into b.
+func cStringLike(b []byte, like string, alias bool) string {
 	if len(like) < len(b) && b[len(like)] == 0 && string(b[:len(like)]) == like {
 		return like // the usual echo, found without scanning for the NUL
 	}
-	return cString(b)
+	n := cLen(b)
+	if alias && n > 0 {
+		return unsafe.String(&b[0], n)
+	}
+	return string(b[:n])
 }

@@ -66,12 +66,29 @@ type NameListReader struct {
 	hasFlags bool // flags follow event_nr, and maybe a uuid
 	cur      NameEntry
 	err      error
+	alias    bool // strings point into b
 }
 
 // NewNameListReader reads the name list in payload (Header.Payload of the
 // reply), laid out by a kernel of version v.
 func NewNameListReader(payload []byte, v Version) *NameListReader {
-	r := &NameListReader{b: payload, extended: v.AtLeast(v4_37), hasFlags: v.AtLeast(v4_45)}
+	r := &NameListReader{}
+	r.Reset(payload, v)
+	return r
+}
+
+// ResetAliased points r at a new reply, as NewNameListReader does, with
+// the entries' Name and UUID pointing into payload instead of copied:
+// nothing is allocated, and the strings are valid only while payload is
+// unchanged (strings.Clone keeps one).
+func (r *NameListReader) ResetAliased(payload []byte, v Version) {
+	r.Reset(payload, v)
+	r.alias = true
+}
+
+// Reset points r at a new reply, so that one reader can be reused.
+func (r *NameListReader) Reset(payload []byte, v Version) {
+	*r = NameListReader{b: payload, extended: v.AtLeast(v4_37), hasFlags: v.AtLeast(v4_45)}
 	// An empty list is no payload at all (current kernels) or one entry
 	// with dev == 0.
 	switch {
@@ -82,7 +99,6 @@ func NewNameListReader(payload []byte, v Version) *NameListReader {
 	case binary.NativeEndian.Uint64(payload) == 0:
 		r.done = true
 	}
-	return r
 }
 
 // Next reads the next entry; it returns false at the end or on error.
@@ -99,7 +115,7 @@ func (r *NameListReader) Next() bool {
 	ne := binary.NativeEndian
 	e := NameEntry{Dev: ne.Uint64(b[off+nlOffDev:])}
 	next := uint64(ne.Uint32(b[off+nlOffNext:]))
-	name, ok := cStringIn(b, off+nlOffName, false)
+	name, ok := cStringIn(b, off+nlOffName, r.alias)
 	if !ok {
 		r.err = ErrMalformed
 		return false
@@ -119,7 +135,7 @@ func (r *NameListReader) Next() bool {
 			e.Flags = ne.Uint32(b[p+4:])
 		}
 		if e.Flags&NameListHasUUID != 0 {
-			u, ok := cStringIn(b, alignU64(end), false)
+			u, ok := cStringIn(b, alignU64(end), r.alias)
 			if !ok {
 				r.err = ErrMalformed
 				return false

@@ -423,12 +423,15 @@ func (b *bench) snapshots(ctx context.Context) (err error) {
 	return err
 }
 
-// status is workload (c): at each volume count, Scans scans per method;
-// a unit is one device's status. The library and the floor list the
-// devices at the start of each scan (timed with the first device) and
-// then read one device's status per op; dmsetup's op is a whole `dmsetup
-// status`. It then reports how the cost per device changed between the
-// smallest and the largest count.
+// status is workload (c): at each volume count, two workloads. c-status
+// is the scan of every device: one op is one whole scan, timed per device
+// (the library's Control.StatusAll; the floor's list and one status read
+// per device; one `dmsetup status`). The library and the floor make
+// 4*Scans scans, dmsetup Scans. c-statusfunc is the read of one device's
+// status as a caller that has the name makes it (Control.StatusFunc
+// against the floor's read), Scans times over every device, without
+// dmsetup, which has no such call apart from its scan. It then reports how
+// the cost per device changed between the smallest and the largest count.
 func (b *bench) status(ctx context.Context) (err error) {
 	cfg := &b.e.cfg
 	type vol struct {
@@ -445,8 +448,7 @@ func (b *bench) status(ctx context.Context) (err error) {
 		}
 		b.e.logf("c: removed %d volumes in %.1fs", len(vols), time.Since(t0).Seconds())
 	}()
-	var all []*results
-	var lists [][3]time.Duration // per count: median list time of lib and raw
+	var scans []*results
 	for _, count := range cfg.Volumes {
 		t0 := time.Now()
 		var todo []vol
@@ -461,86 +463,74 @@ func (b *bench) status(ctx context.Context) (err error) {
 			return err
 		}
 		b.e.logf("c: %d active volumes (made in %.1fs)", count, time.Since(t0).Seconds())
-
-		// The device list each method works through, and how long
-		// listing took.
-		var libDevs []dm.Device
-		var listTimes [3][]float64
 		devices := count + 1 // the volumes and the pool
-		w := &workload{
+
+		scan := &workload{
 			name: "c-status-" + strconv.Itoa(count),
-			n:    [3]int{cfg.Scans * devices, cfg.Scans, cfg.Scans * devices},
+			n:    [3]int{4 * cfg.Scans, cfg.Scans, 4 * cfg.Scans},
+			warm: 1,
+			op: func(ctx context.Context, m method, _ int) (sample, error) {
+				t0 := time.Now()
+				var seen int
+				var err error
+				switch m {
+				case lib:
+					seen, err = b.lib.scan(ctx)
+				case raw:
+					seen, err = b.raw.scan()
+				case dmsetup:
+					seen, err = b.exec.scan(ctx)
+				}
+				d := time.Since(t0)
+				if err == nil && seen < devices {
+					err = fmt.Errorf("%s: a scan saw %d devices, want at least %d", m, seen, devices)
+				}
+				return sample{d: d, units: seen}, err
+			},
+		}
+		r, err := b.measure(ctx, scan)
+		if err != nil {
+			return err
+		}
+		scans = append(scans, r)
+
+		// The names each method reads, listed once.
+		libDevs, err := b.lib.ctl.List(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := b.raw.listNames()
+		if err != nil {
+			return err
+		}
+		if len(libDevs) < devices || n < devices {
+			return fmt.Errorf("listed %d and %d devices, want at least %d", len(libDevs), n, devices)
+		}
+		one := &workload{
+			name: "c-statusfunc-" + strconv.Itoa(count),
+			n:    [3]int{cfg.Scans * devices, 0, cfg.Scans * devices},
 			warm: devices,
 			op: func(ctx context.Context, m method, i int) (sample, error) {
 				t0 := time.Now()
-				var tl time.Duration
 				switch m {
 				case lib:
-					if i%devices == 0 {
-						var err error
-						if libDevs, err = b.lib.ctl.List(ctx); err != nil {
-							return sample{}, err
-						}
-						if len(libDevs) < devices {
-							return sample{}, fmt.Errorf("listed %d devices, want at least %d", len(libDevs), devices)
-						}
-						tl = time.Since(t0)
-					}
-					// StatusFunc: the library's call for scans, which
-					// reads the line where the kernel wrote it, as the
-					// floor does (Status returns copies).
 					if err := b.lib.ctl.StatusFunc(ctx, dm.Name(libDevs[i%devices].Name), b.lib.sink); err != nil {
 						return sample{}, err
 					}
 				case raw:
-					if i%devices == 0 {
-						n, err := b.raw.listNames()
-						if err != nil {
-							return sample{}, err
-						}
-						if n < devices {
-							return sample{}, fmt.Errorf("listed %d devices, want at least %d", n, devices)
-						}
-						tl = time.Since(t0)
-					}
 					if _, err := b.raw.status(b.raw.names[i%devices]); err != nil {
 						return sample{}, err
 					}
-				case dmsetup:
-					seen, err := b.exec.scan(ctx)
-					if err != nil {
-						return sample{}, err
-					}
-					if seen < devices {
-						return sample{}, fmt.Errorf("dmsetup status printed %d lines, want at least %d", seen, devices)
-					}
-					return sample{d: time.Since(t0), units: seen}, nil
 				}
-				d := time.Since(t0)
-				if tl > 0 {
-					listTimes[m] = append(listTimes[m], tl.Seconds())
-				}
-				return sample{d: d, units: 1}, nil
+				return sample{d: time.Since(t0), units: 1}, nil
 			},
 		}
-		r, err := b.measure(ctx, w)
-		if err != nil {
+		if _, err := b.measure(ctx, one); err != nil {
 			return err
 		}
-		all = append(all, r)
-		lists = append(lists, [3]time.Duration{
-			lib: time.Duration(median(listTimes[lib]) * float64(time.Second)),
-			raw: time.Duration(median(listTimes[raw]) * float64(time.Second)),
-		})
 	}
-	for i, r := range all {
-		count := cfg.Volumes[i]
-		fmt.Fprintf(cfg.Out, "info: %s: listing %d devices: lib %s, raw %s (%s and %s per device)\n", r.name, count+1,
-			formatDur(lists[i][lib]), formatDur(lists[i][raw]),
-			formatDur(lists[i][lib]/time.Duration(count+1)), formatDur(lists[i][raw]/time.Duration(count+1)))
-	}
-	if len(all) > 1 {
-		first, last := all[0], all[len(all)-1]
+	if len(scans) > 1 {
+		first, last := scans[0], scans[len(scans)-1]
 		var s strings.Builder
 		for m := lib; m <= raw; m++ {
 			a, z := perOp(first.rate(m)), perOp(last.rate(m))

@@ -30,6 +30,21 @@ func newLibRunner(e *env, ctl *dm.Control) *libRunner {
 	return l
 }
 
+// scan is one op of (c): the status of every device through StatusAll,
+// each status line read as the floor reads it. It returns how many devices
+// it saw.
+func (l *libRunner) scan(ctx context.Context) (int, error) {
+	n := 0
+	err := l.ctl.StatusAll(ctx, 0, func(_ dm.Device, st []dm.TargetStatus) error {
+		n++
+		for _, s := range st {
+			l.seen += len(s.Status)
+		}
+		return nil
+	})
+	return n, err
+}
+
 // message sends a thin-pool message.
 func (l *libRunner) message(ctx context.Context, msg string) error {
 	_, err := l.ctl.Message(ctx, l.pool, 0, msg)

@@ -296,6 +296,27 @@ func (r *rawRunner) listNames() (int, error) {
 	return len(r.names), nil
 }
 
+// scan is one op of (c): the device list, then the status of each
+// device. It returns how many devices it read (one removed since the list
+// is left out).
+func (r *rawRunner) scan() (int, error) {
+	n, err := r.listNames()
+	if err != nil {
+		return 0, err
+	}
+	seen := 0
+	for _, name := range r.names[:n] {
+		ok, err := r.status(name)
+		if err != nil {
+			return seen, err
+		}
+		if ok {
+			seen++
+		}
+	}
+	return seen, nil
+}
+
 // status reads the table status of name, reading each target's status
 // string in place; it reports false if the device vanished since the list.
 func (r *rawRunner) status(name string) (bool, error) {
