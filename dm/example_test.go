@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/thinp/thinp/dm"
 )
@@ -79,8 +80,8 @@ func ExampleControl_Wait() {
 	}
 }
 
-// Scan the status of every thin volume without allocating per device, as
-// a monitor polling thousands of volumes would.
+// Read a pool's status once a second without allocating, as a monitor
+// watching its pools would.
 func ExampleControl_StatusFunc() {
 	ctx := context.Background()
 	ctl, err := dm.Open()
@@ -89,21 +90,41 @@ func ExampleControl_StatusFunc() {
 	}
 	defer ctl.Close()
 
-	devs, err := ctl.List(ctx)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for range 3 {
+		err := ctl.StatusFunc(ctx, dm.Name("pool"), func(st dm.TargetStatus) error {
+			// st.Status is valid only here: parse it (thin.ParsePoolStatus)
+			// or strings.Clone it.
+			fmt.Println(st.Status)
+			return nil
+		}, dm.NoFlush)
+		if err != nil {
+			log.Fatal(err)
+		}
+		<-tick.C
+	}
+}
+
+// Scan the status of every thin volume whose uuid has a prefix, without
+// allocating per device, as a monitor of thousands of volumes would.
+func ExampleControl_StatusAll() {
+	ctx := context.Background()
+	ctl, err := dm.Open()
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, d := range devs {
-		err := ctl.StatusFunc(ctx, dm.Name(d.Name), func(st dm.TargetStatus) error {
-			if st.Type == "thin" {
-				// st.Status is valid only here: parse it (thin.ParseThinStatus
-				// does not allocate) or strings.Clone it.
-				fmt.Println(d.Name, st.Status)
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, dm.ErrNotFound) { // removed since the list
-			log.Fatal(err)
+	defer ctl.Close()
+
+	err = ctl.StatusAll(ctx, 0, func(d dm.Device, st []dm.TargetStatus) error {
+		// d and st are valid only here: parse st[0].Status
+		// (thin.ParseThinStatus does not allocate) or strings.Clone it.
+		if len(st) == 1 && st[0].Type == "thin" {
+			fmt.Println(d.Name, st[0].Status)
 		}
+		return nil
+	}, dm.WithUUIDPrefix("thinp-"))
+	if err != nil {
+		log.Fatal(err)
 	}
 }

@@ -557,7 +557,8 @@ func (c *Control) StatusAll(ctx context.Context, flags Flag, fn func(Device, []T
 		return newError("status", Ref{}, err)
 	}
 	lr := &ioctl.Request{Cmd: ioctl.CmdListDevices}
-	if c.version.Has(ioctl.FeatureNameListUUID) && lf != (listFilter{}) {
+	filtered := lf != (listFilter{})
+	if filtered && c.version.Has(ioctl.FeatureNameListUUID) {
 		// The kernel filters; the prefixes are checked again below, on
 		// what each status read found.
 		lr.Header.Name, lr.Header.UUID = lf.name, lf.uuid
@@ -582,15 +583,20 @@ func (c *Control) StatusAll(ctx context.Context, flags Flag, fn func(Device, []T
 			}
 			return false
 		}
+		done := ctx.Done()
 		err = c.conn.DoEach(sr, next, func(h *ioctl.Header, b []byte, err error) error {
 			if err == nil {
-				err = ctx.Err()
+				select { // cheaper than ctx.Err, which may take a lock
+				case <-done:
+					err = ctx.Err()
+				default:
+				}
 			}
 			if errors.Is(err, unix.ENXIO) {
 				return nil // gone since the list
 			}
 			if err == nil {
-				if !strings.HasPrefix(h.Name, lf.name) || !strings.HasPrefix(h.UUID, lf.uuid) {
+				if filtered && (!strings.HasPrefix(h.Name, lf.name) || !strings.HasPrefix(h.UUID, lf.uuid)) {
 					return nil
 				}
 				st = st[:0]

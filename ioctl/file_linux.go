@@ -39,11 +39,12 @@ func (f *File) Ioctl(req uint, b []byte) error {
 		return ErrShortBuffer
 	}
 	f.mu.RLock()
-	defer f.mu.RUnlock()
 	if f.closed {
+		f.mu.RUnlock()
 		return os.ErrClosed
 	}
 	r1, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(f.fd), uintptr(req), uintptr(unsafe.Pointer(&b[0])))
+	f.mu.RUnlock()
 	runtime.KeepAlive(b)
 	if errno != 0 {
 		return errno

@@ -427,11 +427,13 @@ func (b *bench) snapshots(ctx context.Context) (err error) {
 // is the scan of every device: one op is one whole scan, timed per device
 // (the library's Control.StatusAll; the floor's list and one status read
 // per device; one `dmsetup status`). The library and the floor make
-// 4*Scans scans, dmsetup Scans. c-statusfunc is the read of one device's
-// status as a caller that has the name makes it (Control.StatusFunc
-// against the floor's read), Scans times over every device, without
-// dmsetup, which has no such call apart from its scan. It then reports how
-// the cost per device changed between the smallest and the largest count.
+// 20*Scans scans and dmsetup Scans: a whole scan is long enough for the
+// host to disturb it, so the medians want many. c-statusfunc is the read
+// of one device's status as a caller that has the name makes it
+// (Control.StatusFunc against the floor's read), Scans times over every
+// device, without dmsetup, which has no such call apart from its scan.
+// It then reports how the cost per device of the scan changed between the
+// smallest and the largest count.
 func (b *bench) status(ctx context.Context) (err error) {
 	cfg := &b.e.cfg
 	type vol struct {
@@ -467,7 +469,7 @@ func (b *bench) status(ctx context.Context) (err error) {
 
 		scan := &workload{
 			name: "c-status-" + strconv.Itoa(count),
-			n:    [3]int{4 * cfg.Scans, cfg.Scans, 4 * cfg.Scans},
+			n:    [3]int{20 * cfg.Scans, cfg.Scans, 20 * cfg.Scans},
 			warm: 1,
 			op: func(ctx context.Context, m method, _ int) (sample, error) {
 				t0 := time.Now()

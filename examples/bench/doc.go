@@ -30,11 +30,14 @@
 //	b  snapshot of an active origin: suspend, create_snap, resume; one op
 //	   is one snapshot
 //	c  status of every device (list, then table status of each), with
-//	   each number of active thin volumes given by -volumes; one op is one
-//	   device's status, so ops/s should not depend on the count. The
-//	   library reads each status with Control.StatusFunc, its call for
-//	   scans, which hands out the line where the kernel wrote it, as the
-//	   floor reads it (Control.Status copies it into a new slice)
+//	   each number of active thin volumes given by -volumes, timed per
+//	   device, so ops/s should not depend on the count. c-status is the
+//	   scan: one op is one whole scan (Control.StatusAll; the floor's list
+//	   and status reads; one `dmsetup status`). c-statusfunc is the read
+//	   of one device's status by a caller that has its name
+//	   (Control.StatusFunc against the floor's read; dmsetup has no such
+//	   call apart from its scan). Both hand out each status line where the
+//	   kernel wrote it, as the floor reads it
 //	d  the lifecycle of (a), synchronised with udev by cookies (the
 //	   library with dm.UdevRequired, dmsetup without --noudevsync, the floor
 //	   with a udev.Cookie); only where udevd runs

@@ -26,7 +26,7 @@ type config struct {
 	// Volumes are the active volume counts of (c), ascending.
 	Volumes []int
 	// Scans is how many full status scans dmsetup makes per count in (c);
-	// the library and the floor make four times as many, and then read
+	// the library and the floor make twenty times as many, and then read
 	// every device Scans times one by one.
 	Scans int
 	// EVolumes are the other active volume counts of (e), ascending; EN
@@ -128,7 +128,7 @@ Flags:
 	fs.IntVar(&cfg.ExecN, "dmsetup-n", cfg.ExecN, "iterations of (a) and (b) for dmsetup (fewer than -n: an exec costs the same each time)")
 	fs.IntVar(&cfg.UdevN, "udev-n", cfg.UdevN, "iterations of (d) for each method")
 	volumes := fs.String("volumes", formatCounts(cfg.Volumes), "active thin volume counts for (c), comma-separated")
-	fs.IntVar(&cfg.Scans, "scans", cfg.Scans, "full status scans per volume count in (c): dmsetup makes this many, the library and the floor four times as many, and each reads every device this many times with StatusFunc")
+	fs.IntVar(&cfg.Scans, "scans", cfg.Scans, "full status scans per volume count in (c): dmsetup makes this many, the library and the floor twenty times as many, and each reads every device this many times with StatusFunc")
 	eVolumes := fs.String("e-volumes", "0,1000,10000", "other active thin volume counts for (e), comma-separated, ascending, from 0")
 	fs.IntVar(&cfg.EN, "e-n", cfg.EN, "ops of each kind per count and method in (e)")
 	fGoroutines := fs.String("f-goroutines", "1,4,8,16", "goroutine counts for (f), comma-separated, ascending")
