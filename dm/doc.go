@@ -20,9 +20,10 @@
 // the scan of every device, or of every one a name or uuid prefix selects,
 // as `dmsetup status` makes it: one list, then one status read per
 // device, on buffers held for the whole scan. It allocates nothing per
-// device and skips the per-call checks and locking a lone read pays, so
-// its cost per device is the kernel's (within 1% of bare ioctls in the
-// benchmark of examples/bench).
+// device and pays the per-call checks, locks and buffer bookkeeping of a
+// lone read once per scan; what it adds per device is decoding and
+// checking each reply. Its cost per device does not grow with the number
+// of devices, where `dmsetup status` grows six-fold from 1,000 to 10,000.
 //
 // # Safety
 //

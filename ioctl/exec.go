@@ -179,10 +179,11 @@ func (c *Conn) Do(r *Request, fn func(h *Header, b []byte) error) error {
 // new device name, say, with r.Cmd unchanged). It calls each with every
 // reply, valid only during each (the header's name and uuid too: they
 // point into b unless they are the request's), or with the request's
-// error (h and b nil): each returns nil to go on with the next request, or
-// an error, which stops the run and is returned. The run holds one buffer and takes
-// the Conn's lock twice in all, where a Do per request takes it twice per
-// request; buffer sizes are learned from the run's largest reply.
+// error (h and b nil): each returns nil to go on with the next request,
+// or an error, which stops the run and is returned. The run holds one
+// buffer and takes the Conn's lock twice in all, where a Do per request
+// takes it twice per request; buffer sizes are learned from the run's
+// largest reply.
 func (c *Conn) DoEach(r *Request, next func(*Request) bool, each func(h *Header, b []byte, err error) error) error {
 	cmd := r.Cmd
 	var x exchange
