@@ -519,10 +519,10 @@ func (c *Control) StatusFunc(ctx context.Context, ref Ref, fn func(TargetStatus)
 
 // StatusAll reads the status of every device, or of every one that opts
 // select as they select List's, and calls fn with each device and its
-// targets' statuses, in the kernel's order (by name). It is the scan that
-// `dmsetup status` makes: one DM_LIST_DEVICES, then one DM_TABLE_STATUS
-// per device, all on buffers held for the whole scan, allocating nothing
-// per device. The Device and the statuses fn sees point into those
+// targets' statuses, in the order the kernel lists them (see List). It is
+// the scan that `dmsetup status` makes: one DM_LIST_DEVICES, then one
+// DM_TABLE_STATUS per device, all on buffers held for the whole scan,
+// allocating nothing per device. The Device and the statuses fn sees point into those
 // buffers and are valid only during the call (strings.Clone keeps one).
 //
 // Each Device is as its status read found it: name, uuid, device number
@@ -708,8 +708,9 @@ func WithNamePrefix(prefix string) ListOption { return func(f *listFilter) { f.n
 // kernel filters from dm interface 4.45 on, List itself before).
 func WithUUIDPrefix(prefix string) ListOption { return func(f *listFilter) { f.uuid = prefix } }
 
-// List lists the devices (DM_LIST_DEVICES), in the kernel's order (sorted
-// by name), with their uuids and event counters. Kernels older than dm
+// List lists the devices (DM_LIST_DEVICES) in the order the kernel lists
+// them (by name on recent kernels, such as 6.1; in hash order on older
+// ones, such as 5.10), with their uuids and event counters. Kernels older than dm
 // interface 4.45 neither filter nor report uuids: List then filters
 // itself and asks each device for its uuid (see listEmulated).
 func (c *Control) List(ctx context.Context, opts ...ListOption) ([]Device, error) {
