@@ -522,8 +522,9 @@ func (c *Control) StatusFunc(ctx context.Context, ref Ref, fn func(TargetStatus)
 // targets' statuses, in the order the kernel lists them (see List). It is
 // the scan that `dmsetup status` makes: one DM_LIST_DEVICES, then one
 // DM_TABLE_STATUS per device, all on buffers held for the whole scan,
-// allocating nothing per device. The Device and the statuses fn sees point into those
-// buffers and are valid only during the call (strings.Clone keeps one).
+// allocating nothing per device. The Device and the statuses fn sees
+// point into those buffers and are valid only during the call
+// (strings.Clone keeps one).
 //
 // Each Device is as its status read found it: name, uuid, device number
 // and event counter (HasEventNr is set), on every kernel, without the

@@ -115,8 +115,8 @@ func (c *Conn) startSizeLocked(cmd Cmd) int {
 	return learned
 }
 
-// need is the buffer a reply of cmd asks for: it fitted in a size-byte
-// buffer, of which the kernel says it used dataSize bytes.
+// need is the buffer a reply of a resendable command asks for: it fitted
+// in a size-byte buffer, of which the kernel says it used dataSize bytes.
 func (c *Conn) need(size int, dataSize uint32) int {
 	used := int(dataSize)
 	if used <= 0 || used >= size {
@@ -314,8 +314,12 @@ func (x *exchange) replied(r *Request, h *Header) {
 	// r.Size().
 	rb := x.rb
 	extent := max(r.Size(), min(int(h.DataSize), len(rb.b)))
-	if x.returns {
+	switch {
+	case !x.returns:
+	case resendable(x.cmd):
 		x.need = max(x.need, x.c.need(len(rb.b), h.DataSize))
+	default:
+		x.need = max(x.need, len(rb.b)) // the size that served
 	}
 	rb.retire(x.secure, extent)
 }
