@@ -22,6 +22,9 @@
 //
 // All I/O goes through the [Transport] interface, one ioctl on one buffer.
 // [File] is the real one; tests put a fake kernel behind the interface.
+// A [Conn] issues requests through a Transport on pooled buffers it sizes
+// from the replies: [Conn.Do] one request, [Conn.DoEach] a run of requests
+// of one command on one held buffer (a status read per device of a list).
 //
 // # Decoders
 //
