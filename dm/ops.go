@@ -488,7 +488,7 @@ func (c *Control) Status(ctx context.Context, ref Ref, flags ...Flag) ([]TargetS
 		if st == nil {
 			st = make([]TargetStatus, 0, n)
 		}
-		st = append(st, TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
+		st = append(st, targetStatus(s))
 		return nil
 	})
 	return st, err
@@ -513,7 +513,7 @@ func (c *Control) StatusFunc(ctx context.Context, ref Ref, fn func(TargetStatus)
 		return newError("status", ref, err)
 	}
 	return c.tableStatus(ctx, "status", ref, f.wire(), true, func(_ int, s ioctl.TargetSpec) error {
-		return fn(TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
+		return fn(targetStatus(s))
 	})
 }
 
@@ -604,7 +604,7 @@ func (c *Control) StatusAll(ctx context.Context, flags Flag, fn func(Device, []T
 				var tr ioctl.TargetReader
 				for tr.ResetAliased(h, b); tr.Next(); {
 					s := tr.Spec()
-					st = append(st, TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
+					st = append(st, targetStatus(s))
 				}
 				if err = tr.Err(); err == nil {
 					err = fn(Device{Name: h.Name, UUID: h.UUID, Dev: ioctl.DecodeDev(h.Dev), EventNr: h.EventNr, HasEventNr: true}, st)

@@ -373,3 +373,9 @@ func collect(op string, allowed Flag, flags []Flag) (Flag, error) {
 }
 
 func (f Flag) wire() ioctl.Flags { return ioctl.Flags(f &^ NoRetry) }
+
+// targetStatus is the status of the target whose spec a DM_TABLE_STATUS
+// reply gave.
+func targetStatus(s ioctl.TargetSpec) TargetStatus {
+	return TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params}
+}

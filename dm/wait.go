@@ -82,7 +82,7 @@ func (c *Control) Wait(ctx context.Context, ref Ref, last uint32, flags ...Flag)
 		tr.Reset(h, b)
 		for tr.Next() {
 			s := tr.Spec()
-			ev.Status = append(ev.Status, TargetStatus{Start: Sectors(s.Start), Length: Sectors(s.Length), Type: s.Type, Status: s.Params})
+			ev.Status = append(ev.Status, targetStatus(s))
 		}
 		return tr.Err()
 	})
